@@ -1,0 +1,13 @@
+"""One module per subcommand; each exposes ``register(app)``."""
+
+from __future__ import annotations
+
+from kforge_cli.cli.commands import convert, explain, freeze_plan, rules, validate
+
+COMMANDS = [
+    validate.register,
+    explain.register,
+    freeze_plan.register,
+    convert.register,
+    rules.register,
+]

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FINDINGS = 1  # at least one error finding, or an input that cannot be read
+    USAGE = 2
+    INTERNAL = 3

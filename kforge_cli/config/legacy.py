@@ -1,0 +1,926 @@
+"""The pre-flatten VLM layout and its migration to the current one.
+
+Before KempnerForge commit 18ba581 ("Flatten [model.vlm] into top-level
+[vision_encoder]/[adapter]/[vlm]") the whole VLM stack was one table nested in
+the model section, ``ModelConfig.vlm``.  The encoder and adapter knobs sat
+beside the arch knobs under prefixed names (``vision_encoder_path``,
+``adapter_hidden_dim``, ...).  The current loader has no ``model.vlm`` field,
+so such a file is rejected as an unknown key.
+
+``convert_text`` rewrites a legacy file as text, not through a TOML
+serializer, so that everything outside the moved table keeps its exact bytes.
+The legacy keys keep their value text and trailing comments; only the key
+name changes, and a comment block directly above a key travels with it.
+The result is re-parsed and compared with the expected data before it is
+returned, so a conversion either round-trips exactly or is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+LEGACY_TABLE = ("model", "vlm")
+
+# Every field the legacy VLMConfig family accepted (base class plus the
+# cross_attention and mot subclasses), mapped to where it lives now.  Only the
+# encoder and adapter fields changed section or name; the arch-level fields
+# kept their names under [vlm].
+LEGACY_FIELD_MAP: dict[str, tuple[str, str]] = {
+    "arch": ("vlm", "arch"),
+    "vision_encoder": ("vision_encoder", "type"),
+    "vision_encoder_path": ("vision_encoder", "path"),
+    "feature_dim": ("vision_encoder", "feature_dim"),
+    "num_tokens": ("vision_encoder", "num_tokens"),
+    "adapter_hidden_dim": ("adapter", "hidden_dim"),
+    "adapter_activation": ("adapter", "activation"),
+    "max_text_len": ("vlm", "max_text_len"),
+    "freeze": ("vlm", "freeze"),
+    "freeze_schedule": ("vlm", "freeze_schedule"),
+    "module_patterns": ("vlm", "module_patterns"),
+    "cross_attention_every_n_layers": ("vlm", "cross_attention_every_n_layers"),
+    "cross_attention_n_heads": ("vlm", "cross_attention_n_heads"),
+    "cross_attention_n_kv_heads": ("vlm", "cross_attention_n_kv_heads"),
+    "mot_modalities": ("vlm", "mot_modalities"),
+    "mot_image_n_heads": ("vlm", "mot_image_n_heads"),
+    "mot_image_n_kv_heads": ("vlm", "mot_image_n_kv_heads"),
+    "mot_warm_start_from_text": ("vlm", "mot_warm_start_from_text"),
+    "mot_warm_start_path": ("vlm", "mot_warm_start_path"),
+}
+
+# Legacy defaults, for tools that want to tell a user-written default apart.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "arch": "joint_decoder",
+    "vision_encoder": "",
+    "vision_encoder_path": "",
+    "feature_dim": 0,
+    "num_tokens": 0,
+    "adapter_hidden_dim": 0,
+    "adapter_activation": "gelu",
+    "max_text_len": 512,
+}
+
+# Order of the sections the conversion writes, as KempnerForge's own
+# migration laid them out.
+TARGET_SECTIONS = ("vision_encoder", "adapter", "vlm")
+
+
+def legacy_target(name: str) -> tuple[str, str]:
+    """Where a key of the legacy table goes; names the map does not know (a
+    typo, or a field added after the flatten, such as ``moma_*``) keep their
+    name under ``[vlm]`` so the loader reports them there."""
+    return LEGACY_FIELD_MAP.get(name, ("vlm", name))
+
+
+class Move(NamedTuple):
+    old_key: str
+    new_key: str
+    line: int
+
+
+class Conflict(NamedTuple):
+    legacy_key: str
+    current_key: str
+    legacy_value: Any
+    current_value: Any
+    line: int
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    text: str
+    changed: bool
+    moves: list[Move] = field(default_factory=list)
+
+
+class ConversionError(Exception):
+    """The file cannot be converted automatically; nothing should be written."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConversionConflict(ConversionError):
+    """The legacy table and a current-layout section set one field differently."""
+
+    def __init__(self, message: str, conflicts: list[Conflict]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
+
+
+class TomlSyntaxError(ConversionError):
+    """The input is not valid TOML."""
+
+    def __init__(self, message: str, line: int | None, column: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        line, column = (int(found[1]), int(found[2])) if found else (None, None)
+        raise TomlSyntaxError(f"not valid TOML: {exc}", line, column) from None
+
+
+def _legacy_value(data: dict[str, Any]) -> Any:
+    model = data.get("model")
+    if isinstance(model, dict):
+        return model.get("vlm")
+    return None
+
+
+def _may_mention_vlm(text: str) -> bool:
+    # Cheap exit for the vast majority of files; a backslash could spell the
+    # key with a unicode escape, so only then is a full parse needed.
+    return "vlm" in text or "\\" in text
+
+
+def needs_conversion(text: str) -> bool:
+    """True when the file still uses the legacy ``[model.vlm]`` layout."""
+    if not _may_mention_vlm(text):
+        return False
+    return _legacy_value(parse_toml(text)) is not None
+
+
+def convert_text(text: str) -> ConversionResult:
+    """Rewrite the legacy layout into the current one (see module docstring).
+
+    Raises ``TomlSyntaxError`` for invalid TOML, ``ConversionConflict`` when a
+    current-layout section already sets a moved field to another value, and
+    ``ConversionError`` for legacy shapes that cannot be moved faithfully.
+    """
+    if not _may_mention_vlm(text):
+        return ConversionResult(text, False, [])
+    data = parse_toml(text)
+    legacy = _legacy_value(data)
+    if legacy is None:
+        return ConversionResult(text, False, [])
+    if not isinstance(legacy, dict):
+        raise ConversionError("model.vlm is not a table; fix it by hand")
+    return _Converter(text, data, legacy).run()
+
+
+# --------------------------------------------------------------------------
+# A line scanner for valid TOML: it splits the text into whole-line elements
+# (blank, comment, table header, key/value entry) and records where each key
+# and value sits, which is all the rewrite needs.  Validity is checked by
+# tomllib first, so the scanner never has to report errors.
+
+_BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+@dataclass
+class _KeyPart:
+    name: str
+    start: int
+    end: int
+
+
+@dataclass
+class _Element:
+    kind: str  # "blank" | "comment" | "header" | "entry"
+    start: int
+    end: int
+    line: int
+    table: tuple[str, ...] = ()  # for entries: the table they are written in
+    keys: list[_KeyPart] = field(default_factory=list)
+    is_array: bool = False
+    key_start: int = 0
+    key_end: int = 0
+    value_start: int = 0
+    value_end: int = 0
+    after_key_syntax: int = 0  # headers: just past the closing bracket(s)
+    comment_start: int = -1  # trailing comment on the (last) line, -1 if none
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(part.name for part in self.keys)
+
+    @property
+    def full_path(self) -> tuple[str, ...]:
+        return self.names if self.kind == "header" else self.table + self.names
+
+
+def _skip_blank(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _line_end(text: str, pos: int) -> int:
+    found = text.find("\n", pos)
+    return len(text) if found < 0 else found + 1
+
+
+def _string_end(text: str, pos: int) -> int:
+    """Index just past the string literal starting at ``pos``."""
+    quote = text[pos]
+    if text.startswith(quote * 3, pos):
+        i = pos + 3
+        while True:
+            if quote == '"' and text[i] == "\\":
+                i += 2
+                continue
+            if text.startswith(quote * 3, i):
+                # Up to two quotes of content may sit right before the closing three.
+                while i < len(text) and text[i] == quote:
+                    i += 1
+                return i
+            i += 1
+    i = pos + 1
+    while text[i] != quote:
+        i += 2 if (quote == '"' and text[i] == "\\") else 1
+    return i + 1
+
+
+def _scan_value(text: str, pos: int, stops: str = "") -> int:
+    """End of the value starting at ``pos``: the first newline or comment at
+    bracket depth 0, or a character of ``stops`` (inline-table separators)."""
+    depth = 0
+    i = pos
+    while i < len(text):
+        char = text[i]
+        if char in "\"'":
+            i = _string_end(text, i)
+            continue
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            if depth == 0:
+                return i
+            depth -= 1
+        elif char == "#":
+            if depth == 0:
+                return i
+            i = _line_end(text, i) - 1
+            continue
+        elif char in "\r\n" and depth == 0:
+            return i
+        elif char in stops and depth == 0:
+            return i
+        i += 1
+    return i
+
+
+def _decode_quoted_key(raw: str) -> str:
+    if raw.startswith("'") or "\\" not in raw:
+        return raw[1:-1]
+    return next(iter(tomllib.loads(f"{raw} = 0")))
+
+
+def _parse_key(text: str, pos: int) -> tuple[list[_KeyPart], int]:
+    """A dotted key starting at ``pos``; returns its parts and the end of the last one."""
+    parts: list[_KeyPart] = []
+    while True:
+        start = _skip_blank(text, pos)
+        if text[start] in "\"'":
+            end = _string_end(text, start)
+            name = _decode_quoted_key(text[start:end])
+        else:
+            end = start
+            while end < len(text) and text[end] in _BARE_KEY_CHARS:
+                end += 1
+            name = text[start:end]
+        parts.append(_KeyPart(name, start, end))
+        after = _skip_blank(text, end)
+        if after < len(text) and text[after] == ".":
+            pos = after + 1
+            continue
+        return parts, end
+
+
+def _trailing_comment(text: str, pos: int) -> int:
+    pos = _skip_blank(text, pos)
+    return pos if pos < len(text) and text[pos] == "#" else -1
+
+
+def _scan(text: str) -> list[_Element]:
+    elements: list[_Element] = []
+    table: tuple[str, ...] = ()
+    pos, line = 0, 1
+    while pos < len(text):
+        first = _skip_blank(text, pos)
+        if first >= len(text) or text[first] in "\r\n":
+            element = _Element("blank", pos, _line_end(text, pos), line)
+        elif text[first] == "#":
+            element = _Element("comment", pos, _line_end(text, pos), line)
+        elif text[first] == "[":
+            is_array = text.startswith("[[", first)
+            keys, key_end = _parse_key(text, first + (2 if is_array else 1))
+            close = _skip_blank(text, key_end) + (2 if is_array else 1)
+            element = _Element(
+                "header", pos, _line_end(text, close), line, keys=keys, is_array=is_array,
+                key_start=keys[0].start, key_end=key_end, after_key_syntax=close,
+                comment_start=_trailing_comment(text, close),
+            )
+            table = element.names
+        else:
+            keys, key_end = _parse_key(text, first)
+            value_start = _skip_blank(text, _skip_blank(text, key_end) + 1)  # past "="
+            stop = _scan_value(text, value_start)
+            value_end = stop
+            while value_end > value_start and text[value_end - 1] in " \t":
+                value_end -= 1
+            element = _Element(
+                "entry", pos, _line_end(text, stop), line, table=table, keys=keys,
+                key_start=keys[0].start, key_end=key_end, value_start=value_start,
+                value_end=value_end, comment_start=_trailing_comment(text, stop),
+            )
+        elements.append(element)
+        line += text.count("\n", pos, element.end)
+        pos = element.end
+    return elements
+
+
+@dataclass
+class _Pair:
+    """One ``key = value`` of an inline table."""
+
+    keys: list[_KeyPart]
+    key_end: int
+    value_end: int
+
+
+def _inline_pairs(text: str, open_brace: int) -> list[_Pair]:
+    pairs: list[_Pair] = []
+    pos = open_brace + 1
+    while True:
+        pos = _skip_blank(text, pos)
+        if text[pos] == "}":
+            return pairs
+        keys, key_end = _parse_key(text, pos)
+        value_start = _skip_blank(text, _skip_blank(text, key_end) + 1)
+        stop = _scan_value(text, value_start, stops=",")
+        value_end = stop
+        while value_end > value_start and text[value_end - 1] in " \t":
+            value_end -= 1
+        pairs.append(_Pair(keys, key_end, value_end))
+        pos = stop + 1 if text[stop] == "," else stop
+
+
+# --------------------------------------------------------------------------
+# Grouping a table body into movable chunks.
+
+
+@dataclass
+class _Chunk:
+    """An entry with the comments that belong to it and the blank lines before them."""
+
+    entry: int
+    prefix: list[int]  # blank and comment lines above the entry
+    suffix: list[int]  # comment lines directly below it (not above anything else)
+
+    @property
+    def indices(self) -> list[int]:
+        return [*self.prefix, self.entry, *self.suffix]
+
+
+@dataclass
+class _Body:
+    header_comments: list[int]  # a comment block right under the header, detached from keys
+    chunks: list[_Chunk]
+    tail: list[int]  # trailing blank lines and comments that stay where they are
+
+
+def _group_body(elements: list[_Element], indices: list[int], ends_at_header: bool) -> _Body:
+    """Attach comment blocks to keys.
+
+    A block directly above a key belongs to that key.  At the end of the body,
+    a block directly above the next table header stays with that header.  A
+    block directly below a key (and above a blank line) belongs to the key
+    above.  A block directly below the table header and separated from the
+    first key is about the table.  Any other block goes with the next key,
+    keeping the blank lines in between.
+    """
+    blocks: list[tuple[str, list[int]]] = []
+    for index in indices:
+        kind = elements[index].kind
+        if blocks and kind != "entry" and blocks[-1][0] == kind:
+            blocks[-1][1].append(index)
+        else:
+            blocks.append((kind, [index]))
+    body = _Body([], [], [])
+    pending: list[int] = []
+    for position, (kind, members) in enumerate(blocks):
+        if kind == "entry":
+            body.chunks.append(_Chunk(members[0], pending, []))
+            pending = []
+        elif kind == "blank":
+            pending.extend(members)
+        else:
+            before = blocks[position - 1][0] if position > 0 else None
+            after = blocks[position + 1][0] if position + 1 < len(blocks) else None
+            if after == "entry" or (after is None and ends_at_header):
+                pending.extend(members)
+            elif before == "entry":
+                body.chunks[-1].suffix.extend(members)
+            elif before is None:
+                body.header_comments.extend(members)
+            else:
+                pending.extend(members)
+    body.tail = pending
+    return body
+
+
+# --------------------------------------------------------------------------
+# Values: strict comparison and short rendering for messages.
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_render(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_render(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Unit:
+    """Text moving into one target section."""
+
+    leading_blank: str
+    text: str
+
+
+@dataclass
+class _FieldSource:
+    line: int
+    kind: str  # "entry" (key/value in the legacy table or dotted in a host), "pair", "subtable"
+
+
+class _Converter:
+    def __init__(self, text: str, data: dict[str, Any], legacy: dict[str, Any]) -> None:
+        self.text = text
+        self.data = data
+        self.legacy = legacy
+        self.newline = "\r\n" if "\r\n" in text else "\n"
+        self.elements = _scan(text)
+        self.removed: set[int] = set()
+        self.replaced: dict[int, str] = {}
+        # Text inserted before element i (i == len(elements): at the end).
+        # "separate" asks for blank lines around it, for blocks put between
+        # existing content rather than in place of a legacy table.
+        self.inserted: dict[int, list[tuple[str, bool]]] = {}
+
+    # -- structure -----------------------------------------------------
+
+    def _regions(self) -> list[tuple[int | None, list[int]]]:
+        regions: list[tuple[int | None, list[int]]] = [(None, [])]
+        for index, element in enumerate(self.elements):
+            if element.kind == "header":
+                regions.append((index, []))
+            else:
+                regions[-1][1].append(index)
+        return regions
+
+    def _region_end(self, header: int | None, body: list[int]) -> int:
+        if body:
+            return body[-1] + 1
+        return 0 if header is None else header + 1
+
+    def _source(self, index: int) -> str:
+        element = self.elements[index]
+        return self.text[element.start:element.end]
+
+    def _with_newline(self, chunk: str) -> str:
+        return chunk if chunk.endswith("\n") else chunk + self.newline
+
+    def _section_form(self, section: str) -> str:
+        for element in self.elements:
+            if element.kind == "header" and element.names == (section,) and not element.is_array:
+                return "header"
+        for element in self.elements:
+            if element.kind == "entry" and element.table == () and element.names[0] == section:
+                return "inline" if len(element.names) == 1 else "dotted"
+        return "implicit" if section in self.data else "absent"
+
+    def _line_of(self, path: tuple[str, ...]) -> int | None:
+        for element in self.elements:
+            if element.kind not in ("header", "entry"):
+                continue
+            full = element.full_path
+            if full[: len(path)] == path or (element.kind == "entry" and path[: len(full)] == full):
+                return element.line
+        return None
+
+    # -- the conversion --------------------------------------------------
+
+    def run(self) -> ConversionResult:
+        regions = self._regions()
+        main: tuple[int, list[int]] | None = None
+        subtables: list[tuple[int, list[int]]] = []
+        hosts: list[tuple[int | None, list[int], list[int]]] = []  # region, body, legacy entries
+        for header, body in regions:
+            path = self.elements[header].names if header is not None else ()
+            if path[:2] == LEGACY_TABLE:
+                if len(path) == 2 and self.elements[header].is_array:
+                    raise ConversionError(
+                        f"line {self.elements[header].line}: [[model.vlm]] is an array of "
+                        "tables, which the legacy layout never accepted; fix it by hand"
+                    )
+                if len(path) == 2:
+                    main = (header, body)
+                else:
+                    subtables.append((header, body))
+                continue
+            legacy_entries = [
+                i for i in body
+                if self.elements[i].kind == "entry" and self.elements[i].full_path[:2] == LEGACY_TABLE
+            ]
+            if legacy_entries:
+                hosts.append((header, body, legacy_entries))
+        if main is None and not subtables and not hosts:
+            raise ConversionError(
+                "model.vlm is written inside an inline [model] table; "
+                "move it to a [model.vlm] table by hand, then rerun kforge convert"
+            )
+
+        # Where each legacy field is written, in file order.
+        sources: dict[str, list[_FieldSource]] = {}
+        inline_pairs: dict[int, list[_Pair]] = {}
+
+        def note(name: str, line: int, kind: str) -> None:
+            sources.setdefault(name, []).append(_FieldSource(line, kind))
+
+        if main is not None:
+            for i in main[1]:
+                if self.elements[i].kind == "entry":
+                    note(self.elements[i].names[0], self.elements[i].line, "entry")
+        for _, _, entries in hosts:
+            for i in entries:
+                element = self.elements[i]
+                full = element.full_path
+                if len(full) > 2:
+                    note(full[2], element.line, "entry")
+                    continue
+                if self.text[element.value_start] != "{":
+                    raise ConversionError(
+                        f"line {element.line}: model.vlm is not a table; fix it by hand"
+                    )
+                pairs = _inline_pairs(self.text, element.value_start)
+                inline_pairs[i] = pairs
+                for pair in pairs:
+                    note(pair.keys[0].name, element.line, "pair")
+        for header, _ in subtables:
+            note(self.elements[header].names[2], self.elements[header].line, "subtable")
+
+        forms = {section: self._section_form(section) for section in TARGET_SECTIONS}
+        for section in TARGET_SECTIONS:
+            if section in self.data and not isinstance(self.data[section], dict):
+                raise ConversionError(
+                    f"line {self._line_of((section,))}: [{section}] is not a table; fix it by hand"
+                )
+
+        moves: list[Move] = []
+        dropped: set[str] = set()  # fields the current layout already sets to the same value
+        conflicts: list[Conflict] = []
+        for name, where in sources.items():
+            section, target = legacy_target(name)
+            legacy_key = _dotted((*LEGACY_TABLE, name))
+            current_key = f"{section}.{target}"
+            moves.append(Move(legacy_key, current_key, where[0].line))
+            current = self.data.get(section)
+            if isinstance(current, dict) and target in current:
+                if _same_value(self.legacy[name], current[target]):
+                    dropped.add(name)
+                else:
+                    conflicts.append(Conflict(
+                        legacy_key, current_key, self.legacy[name], current[target], where[0].line,
+                    ))
+            elif forms[section] in ("inline", "dotted"):
+                raise ConversionError(
+                    f"line {where[0].line}: {legacy_key} would move into [{section}], which is "
+                    f"written as {'an inline table' if forms[section] == 'inline' else 'dotted keys'} "
+                    f"(line {self._line_of((section,))}); turn it into a [{section}] table by hand, "
+                    "then rerun kforge convert"
+                )
+        if conflicts:
+            raise ConversionConflict(self._conflict_message(conflicts), conflicts)
+
+        units: dict[str, list[_Unit]] = {section: [] for section in TARGET_SECTIONS}
+        vlm_notes: list[str] = []  # comment lines about the legacy table as a whole
+        vlm_header_comment = ""  # trailing comment of the legacy header, for [vlm]
+        block_at: int | None = None
+        block_separate = False
+
+        if main is not None:
+            header, body_indices = main
+            head = self.elements[header]
+            if head.comment_start >= 0:
+                vlm_header_comment = self.text[head.after_key_syntax:head.end].rstrip("\r\n")
+            body = _group_body(self.elements, body_indices, header != regions[-1][0])
+            vlm_notes.extend(self._source(i) for i in body.header_comments)
+            for chunk in body.chunks:
+                self._add_chunk(chunk, self.elements[chunk.entry].keys[0], dropped, units)
+            self.removed.add(header)
+            self.removed.update(body.header_comments)
+            for chunk in body.chunks:
+                self.removed.update(chunk.indices)
+            block_at = body.tail[0] if body.tail else self._region_end(header, body_indices)
+
+        for header, body_indices, entries in hosts:
+            body = _group_body(self.elements, body_indices, header != regions[-1][0])
+            legacy_chunks = [chunk for chunk in body.chunks if chunk.entry in entries]
+            for chunk in legacy_chunks:
+                element = self.elements[chunk.entry]
+                if chunk.entry in inline_pairs:
+                    self._add_inline(chunk, inline_pairs[chunk.entry], dropped, units, vlm_notes)
+                    if element.comment_start >= 0 and not vlm_header_comment:
+                        vlm_header_comment = self.text[element.value_end:element.end].rstrip("\r\n")
+                    elif element.comment_start >= 0:
+                        vlm_notes.append(self._comment_line(element))
+                else:
+                    field_part = element.keys[len(LEGACY_TABLE) - len(element.table)]
+                    self._add_chunk(chunk, field_part, dropped, units)
+            self._remove_from_host(body, legacy_chunks)
+            if block_at is None:
+                block_at = body.tail[0] if body.tail else self._region_end(header, body_indices)
+                block_separate = True
+
+        for header, body_indices in subtables:
+            self._move_subtable(header, body_indices, dropped)
+
+        # Keys whose target section already exists as a [section] table join it.
+        for section in TARGET_SECTIONS:
+            if forms[section] != "header":
+                continue
+            extra = list(units[section])
+            if section == "vlm":
+                notes = vlm_notes[:]
+                if vlm_header_comment:
+                    notes.insert(0, vlm_header_comment.strip() + self.newline)
+                if notes:
+                    extra.insert(0, _Unit("", "".join(self._with_newline(n) for n in notes)))
+            if extra:
+                region = next(r for r in regions if r[0] is not None
+                              and self.elements[r[0]].names == (section,)
+                              and not self.elements[r[0]].is_array)
+                body = _group_body(self.elements, region[1], region[0] != regions[-1][0])
+                at = body.tail[0] if body.tail else self._region_end(*region)
+                self.inserted.setdefault(at, []).append((self._join_units(extra), False))
+
+        sections_text: list[str] = []
+        has_legacy_table = main is not None or bool(hosts)
+        for section in TARGET_SECTIONS:
+            form = forms[section]
+            if form == "header":
+                continue
+            notes = ""
+            if section == "vlm":
+                notes = "".join(self._with_newline(n) for n in vlm_notes)
+            content = self._join_units(units[section])
+            if form in ("inline", "dotted"):
+                # Only comments of dropped duplicates can reach here (moves were
+                # refused above); a new [section] header would redefine the table.
+                if section == "vlm" and vlm_header_comment:
+                    notes = vlm_header_comment.strip() + self.newline + notes
+                if notes or content:
+                    sections_text.append(notes + content)
+                continue
+            if not (units[section] or (section == "vlm" and has_legacy_table)):
+                continue
+            header_line = f"[{section}]" + (vlm_header_comment if section == "vlm" else "")
+            sections_text.append(header_line + self.newline + notes + content)
+        if sections_text and block_at is not None:
+            block = self.newline.join(sections_text)
+            self.inserted.setdefault(block_at, []).append((block, block_separate))
+
+        converted = self._assemble()
+        self._verify(converted, sources, dropped, has_legacy_table)
+        return ConversionResult(converted, converted != self.text, moves)
+
+    # -- building pieces ---------------------------------------------------
+
+    def _comment_line(self, element: _Element) -> str:
+        indent = self.text[element.start:element.key_start]
+        comment = self.text[element.comment_start:element.end].rstrip("\r\n")
+        return indent + comment + self.newline
+
+    def _rewritten_entry(self, index: int, field_part: _KeyPart) -> str:
+        element = self.elements[index]
+        section, target = legacy_target(field_part.name)
+        head = target if target != field_part.name else self.text[field_part.start:field_part.end]
+        line = (
+            self.text[element.start:element.key_start]
+            + head
+            + self.text[field_part.end:element.end]
+        )
+        return self._with_newline(line)
+
+    def _split_prefix(self, prefix: list[int]) -> tuple[str, str]:
+        """Leading blank lines of a chunk, and the rest of its prefix."""
+        cut = self._leading_blank_count(prefix)
+        blank = "".join(self._source(i) for i in prefix[:cut])
+        rest = "".join(self._source(i) for i in prefix[cut:])
+        return blank, rest
+
+    def _add_chunk(
+        self, chunk: _Chunk, field_part: _KeyPart, dropped: set[str], units: dict[str, list[_Unit]]
+    ) -> None:
+        section, _ = legacy_target(field_part.name)
+        blank, prefix = self._split_prefix(chunk.prefix)
+        suffix = "".join(self._with_newline(self._source(i)) for i in chunk.suffix)
+        if field_part.name in dropped:
+            # The current layout already holds this value: drop the key, keep its comments.
+            element = self.elements[chunk.entry]
+            own = self._comment_line(element) if element.comment_start >= 0 else ""
+            kept = prefix + own + suffix
+            if kept.strip():
+                units[section].append(_Unit(blank, self._with_newline(kept)))
+            return
+        body = self._rewritten_entry(chunk.entry, field_part)
+        units[section].append(_Unit(blank, prefix + body + suffix))
+
+    def _add_inline(
+        self,
+        chunk: _Chunk,
+        pairs: list[_Pair],
+        dropped: set[str],
+        units: dict[str, list[_Unit]],
+        vlm_notes: list[str],
+    ) -> None:
+        element = self.elements[chunk.entry]
+        _, prefix = self._split_prefix(chunk.prefix)
+        if prefix:
+            vlm_notes.append(prefix)
+        indent = self.text[element.start:element.key_start]
+        for pair in pairs:
+            part = pair.keys[0]
+            if part.name in dropped:
+                continue
+            section, target = legacy_target(part.name)
+            head = target if target != part.name else self.text[part.start:part.end]
+            line = indent + head + self.text[part.end:pair.value_end] + self.newline
+            units[section].append(_Unit("", line))
+        if chunk.suffix:
+            vlm_notes.append("".join(self._with_newline(self._source(i)) for i in chunk.suffix))
+
+    def _join_units(self, units: list[_Unit]) -> str:
+        return "".join(
+            (unit.leading_blank if n else "") + self._with_newline(unit.text)
+            for n, unit in enumerate(units)
+        )
+
+    def _remove_from_host(self, body: _Body, legacy_chunks: list[_Chunk]) -> None:
+        """Delete legacy entries from [model] (or the root table) without leaving
+        doubled blank lines behind.
+
+        Consecutive legacy chunks form a run that goes away with the blank
+        lines inside it.  The blank lines leading into a run stay only when the
+        run sat between two groups of kept keys and nothing else separates them.
+        """
+        legacy = {chunk.entry for chunk in legacy_chunks}
+        runs: list[list[int]] = []  # positions in body.chunks
+        for position, chunk in enumerate(body.chunks):
+            if chunk.entry not in legacy:
+                continue
+            if runs and runs[-1][-1] == position - 1:
+                runs[-1].append(position)
+            else:
+                runs.append([position])
+        for run in runs:
+            first = body.chunks[run[0]]
+            leading = self._leading_blank_count(first.prefix)
+            after = run[-1] + 1
+            keep_leading = (
+                leading > 0
+                and after < len(body.chunks)
+                and self._leading_blank_count(body.chunks[after].prefix) == 0
+            )
+            for position in run:
+                for k, index in enumerate(body.chunks[position].indices):
+                    if keep_leading and position == run[0] and k < leading:
+                        continue
+                    self.removed.add(index)
+
+    def _leading_blank_count(self, prefix: list[int]) -> int:
+        count = 0
+        while count < len(prefix) and self.elements[prefix[count]].kind == "blank":
+            count += 1
+        return count
+
+    def _move_subtable(self, header: int, body_indices: list[int], dropped: set[str]) -> None:
+        head = self.elements[header]
+        name_part = head.keys[2]
+        if name_part.name in dropped:
+            # Same value already in the current layout: drop the table, keep its comments.
+            self.removed.add(header)
+            if head.comment_start >= 0:
+                comment = self.text[head.comment_start:head.end].rstrip("\r\n")
+                self.inserted.setdefault(header, []).append((comment + self.newline, False))
+            for i in body_indices:
+                element = self.elements[i]
+                if element.kind == "entry" and element.comment_start >= 0:
+                    self.replaced[i] = self._comment_line(element)
+                elif element.kind == "entry":
+                    self.removed.add(i)
+            return
+        section, target = legacy_target(name_part.name)
+        head_text = target if target != name_part.name else self.text[name_part.start:name_part.end]
+        self.replaced[header] = (
+            self.text[head.start:head.key_start]
+            + f"{section}.{head_text}"
+            + self.text[name_part.end:head.end]
+        )
+
+    # -- output --------------------------------------------------------------
+
+    def _assemble(self) -> str:
+        out: list[str] = []
+        separate_next = False
+
+        def ends_with_blank_line() -> bool:
+            joined = "".join(out[-3:])
+            lines = joined.split("\n")
+            return len(lines) >= 2 and lines[-1] == "" and lines[-2].strip() == ""
+
+        def emit_inserts(index: int) -> None:
+            nonlocal separate_next
+            for chunk, separate in self.inserted.get(index, []):
+                if out and not out[-1].endswith("\n"):
+                    out.append(self.newline)
+                if separate and out and not ends_with_blank_line():
+                    out.append(self.newline)
+                out.append(chunk)
+                separate_next = separate
+
+        for index, element in enumerate(self.elements):
+            emit_inserts(index)
+            if index in self.removed:
+                continue
+            if separate_next and element.kind != "blank":
+                out.append(self.newline)
+            separate_next = False
+            out.append(self.replaced.get(index, self._source(index)))
+        emit_inserts(len(self.elements))
+        return "".join(out)
+
+    def _verify(
+        self, converted: str, sources: dict[str, list[_FieldSource]], dropped: set[str],
+        has_legacy_table: bool,
+    ) -> None:
+        """The converted text must hold exactly the original data, moved."""
+        expected = copy.deepcopy(self.data)
+        del expected["model"]["vlm"]
+        for name in sources:
+            section, target = legacy_target(name)
+            expected.setdefault(section, {})[target] = copy.deepcopy(self.legacy[name])
+        if has_legacy_table:
+            expected.setdefault("vlm", {})
+        try:
+            actual = parse_toml(converted)
+        except TomlSyntaxError as exc:
+            raise RuntimeError(f"convert produced invalid TOML ({exc.message})") from None
+        for doc in (expected, actual):
+            if doc.get("model") == {}:
+                del doc["model"]
+        if not _same_value(expected, actual):
+            raise RuntimeError("convert produced a file whose data differs from the input")
+
+    def _conflict_message(self, conflicts: list[Conflict]) -> str:
+        lines = ["the legacy [model.vlm] table and the current layout set the same field differently:"]
+        for conflict in conflicts:
+            section, target = conflict.current_key.split(".", 1)
+            current_line = self._line_of((section, target))
+            lines.append(
+                f"  {conflict.legacy_key} = {_render(conflict.legacy_value)} (line {conflict.line})"
+                f" vs {conflict.current_key} = {_render(conflict.current_value)}"
+                f" (line {current_line})"
+            )
+        lines.append("keep one value, delete the other key, then rerun kforge convert")
+        return "\n".join(lines)

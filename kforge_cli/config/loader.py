@@ -1,0 +1,665 @@
+"""TOML text (+ ``--set`` overrides) -> JobConfig, with every finding on the way.
+
+The reference builds a default JobConfig, overlays the file, then overlays the
+command-line overrides; each overlay constructs every section again, and any
+section that fails its checks aborts the load. kforge follows the same layers
+and the same coercions, but records a finding where the reference would raise
+and keeps going, so one run reports every problem in the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from kforge_cli.config.fields import field_default
+from kforge_cli.config.job import JobConfig, construction_rules
+from kforge_cli.config.section import collecting
+from kforge_cli.config.toml_source import TomlSource, format_path, read_toml, parse_toml_text
+from kforge_cli.config.vlm import (
+    FreezeSpec,
+    FreezeStage,
+    JointDecoderConfig,
+    RESERVED_ARCHS,
+    VLMConfig,
+    arch_fields,
+    reserved_arch_message,
+    unknown_arch_message,
+)
+from kforge_cli.config.fields import Checker
+from kforge_cli.config.registry import registry
+from kforge_cli.findings import Finding, error, warning
+
+FILE, OVERRIDE, DEFAULT = "file", "override", "default"
+
+# Sentinel: the reference would raise on this value; the previous value stays.
+_REJECTED = object()
+
+# Registry-named string fields: a non-string there fails the lookup (an error);
+# any other string field merely holds a value of the wrong type (a warning).
+_NAME_FIELDS = {"type", "name", "loss_fn", "model_type", "moe_router", "arch", "dataset_type",
+                "sampling_policy", "strategy", "sdpa_backend", "moe_bias_schedule", "wsd_decay_type",
+                "activation", "split"}
+
+
+@dataclass
+class LoadResult:
+    path: str
+    source: TomlSource | None
+    job: JobConfig | None
+    findings: list[Finding] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    bad_keys: set[str] = field(default_factory=set)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def readable(self) -> bool:
+        return self.source is not None
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.is_error for f in self.findings)
+
+
+@dataclass
+class Override:
+    key: str
+    value: Any
+    text: str
+
+
+class OverrideError(ValueError):
+    pass
+
+
+def parse_override(text: str) -> Override:
+    """``KEY=VALUE`` as the reference parses ``--KEY=VALUE``: a Python literal, else a string."""
+    spec = text[2:] if text.startswith("--") else text
+    if "=" in spec:
+        key, raw = spec.split("=", 1)
+    else:
+        key, raw = spec, "true"  # a bare flag means true, as in the reference
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise OverrideError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. model.dim=512")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        value = raw
+    return Override(key, value, text)
+
+
+def overrides_to_tree(overrides: Sequence[Override]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        node = tree
+        parts = item.key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[parts[-1]] = item.value
+    return tree
+
+
+def load_job(path: str, overrides: Sequence[str | Override] = ()) -> LoadResult:
+    source, failure = read_toml(path)
+    if failure is not None:
+        return LoadResult(path=path, source=None, job=None, findings=[failure])
+    return _load_source(source, overrides)
+
+
+def load_job_text(text: str, path: str = "<text>", overrides: Sequence[str | Override] = ()) -> LoadResult:
+    source, failure = parse_toml_text(path, text)
+    if failure is not None:
+        return LoadResult(path=path, source=None, job=None, findings=[failure])
+    return _load_source(source, overrides)
+
+
+def _load_source(source: TomlSource, overrides: Sequence[str | Override]) -> LoadResult:
+    result = LoadResult(path=source.path, source=source, job=None)
+    parsed = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
+    result.overrides = {o.key: o.value for o in parsed}
+
+    file_layer = _Layer(FILE, result)
+    job = file_layer.overlay(JobConfig(), source.data)
+    file_errors = {f.key for f in result.findings if f.is_error}
+    if parsed:
+        override_layer = _Layer(OVERRIDE, result)
+        job = override_layer.overlay(job, overrides_to_tree(parsed))
+        _explain_unrescued(result, file_errors, parsed)
+    result.job = job
+    _explain_inherited_kv_heads(result)
+    _dedupe(result)
+    for i, finding in enumerate(result.findings):
+        if finding.line is None:
+            anchor = finding.data.get("anchor") if finding.data else None
+            line, col = source.position(finding.key)
+            if line is None and anchor:
+                line, col = source.position(anchor)
+            if finding.data.get("origin") == OVERRIDE:
+                line = col = None
+            result.findings[i] = finding.at(line, col)
+    return result
+
+
+class _Layer:
+    """One overlay (the file, or the overrides) onto the current JobConfig."""
+
+    def __init__(self, origin: str, result: LoadResult) -> None:
+        self.origin = origin
+        self.result = result
+
+    # -- reporting -----------------------------------------------------------
+
+    def _add(self, finding: Finding) -> None:
+        if self.origin == OVERRIDE:
+            finding = dataclasses.replace(finding, data={**finding.data, "origin": OVERRIDE})
+        self.result.findings.append(finding)
+
+    def error(self, code: str, key: str, message: str, hint: str | None = None, **data: Any) -> None:
+        self._add(error(code, message, key, hint, stage="loader", **data))
+
+    def warn(self, code: str, key: str, message: str, hint: str | None = None, **data: Any) -> None:
+        self._add(warning(code, message, key, hint, **data))
+
+    def reject(self, key: str) -> object:
+        self.result.bad_keys.add(key)
+        return _REJECTED
+
+    # -- the job and its sections -----------------------------------------------
+
+    def overlay(self, job: JobConfig, data: dict[str, Any]) -> JobConfig:
+        self._reject_unknown(JobConfig, data, "")
+        values: dict[str, Any] = {}
+        hints = _type_hints(JobConfig)
+        for f in dataclasses.fields(JobConfig):
+            current = getattr(job, f.name)
+            if f.name not in data:
+                values[f.name] = current
+                continue
+            raw = data[f.name]
+            inner = _dataclass_in(hints[f.name])
+            if isinstance(raw, dict) and inner is not None:
+                values[f.name] = self.section(inner, raw, current, f.name)
+                self.result.sources[f.name] = self.origin
+            else:
+                kind = "array of tables" if isinstance(raw, list) else type(raw).__name__
+                self.error("KF102", f.name, f"[{f.name}] must be a table, not a {kind}",
+                           f"write it as a [{f.name}] section with key = value lines")
+                self.reject(f.name)
+                values[f.name] = current
+        with collecting():
+            new_job = JobConfig(**values)
+        checker = Checker("", stage="loader")
+        construction_rules(new_job, checker, bad=self.result.bad_keys)
+        for finding in checker:
+            self._add(finding)
+        return new_job
+
+    def section(self, cls: type, raw: dict[str, Any], base: Any, key: str) -> Any:
+        if issubclass(cls, VLMConfig):
+            cls = self._vlm_class(raw, base, key)
+        known = {f.name for f in dataclasses.fields(cls)}
+        self._reject_unknown(cls, raw, key)
+        hints = _type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if base is not None and hasattr(base, f.name):
+                values[f.name] = getattr(base, f.name)
+            else:
+                values[f.name] = field_default(f)
+            if f.name in raw and f.name in known:
+                sub = _join(key, f.name)
+                value = self.coerce(hints[f.name], f, raw[f.name], sub)
+                if value is not _REJECTED:
+                    values[f.name] = value
+                    if key and "." not in key and "[" not in key:
+                        self.result.sources[sub] = self.origin
+        with collecting():
+            obj = cls(**values)
+        for finding in obj.check(prefix=key):
+            self._add(finding)
+        return obj
+
+    def _vlm_class(self, raw: dict[str, Any], base: Any, key: str) -> type:
+        arch = raw.get("arch", getattr(base, "arch", "joint_decoder"))
+        if base is not None:
+            cls = type(base)
+            if "arch" in raw and raw["arch"] != base.arch:
+                # The reference merges overrides into the existing subclass instance:
+                # the arch string changes, the class (and its fields) do not.
+                self.error("KF103", _join(key, "arch"),
+                           f"vlm.arch cannot be switched from {base.arch!r} to {raw['arch']!r} by an override: "
+                           f"the reference keeps the {cls.__name__} built from the file and only rewrites the "
+                           "string, so the model build sees a mismatched config",
+                           "change vlm.arch in the file itself")
+            return cls
+        if isinstance(arch, str) and arch in RESERVED_ARCHS:
+            self.error("KF103", _join(key, "arch"), reserved_arch_message(arch),
+                       f"pick one of {sorted(registry.list_vlm_configs())}")
+        else:
+            try:
+                return registry.get_vlm_config(arch)
+            except KeyError:
+                pass
+            names = sorted(registry.list_vlm_configs())
+            close = _close(str(arch), names)
+            self.error("KF103", _join(key, "arch"), unknown_arch_message(arch),
+                       f"did you mean {close!r}?" if close else f"pick one of {names}")
+        self.reject(_join(key, "arch"))
+        self._unknown_arch = True
+        return JointDecoderConfig
+
+    def _reject_unknown(self, cls: type, raw: dict[str, Any], key: str) -> None:
+        known = {f.name for f in dataclasses.fields(cls)}
+        for name in raw:
+            if name in known:
+                continue
+            sub = _join(key, name)
+            if issubclass(cls, VLMConfig) and getattr(self, "_unknown_arch", False):
+                # The arch is already wrong; only flag keys no arch accepts.
+                if any(name in fields_ for fields_ in arch_fields().values()):
+                    continue
+            if key == "model" and name == "vlm":
+                self.error("KF105", "model.vlm",
+                           "[model.vlm] is the legacy VLM layout; the reference rejects it as an unknown "
+                           "key of ModelConfig",
+                           "run `kforge convert FILE --in-place` to move it to [vision_encoder] / [adapter] / [vlm]")
+                self.reject(sub)
+                continue
+            self.error("KF101", sub, _unknown_message(cls, key, name), _unknown_hint(cls, key, name))
+            self.reject(sub)
+
+    # -- values -------------------------------------------------------------------
+
+    def coerce(self, hint: Any, f: dataclasses.Field | None, value: Any, key: str) -> Any:
+        meta = f.metadata if f is not None else {}
+        origin = typing.get_origin(hint)
+        if origin is Union or origin is types.UnionType:
+            if value is None:
+                return None
+            options = [a for a in typing.get_args(hint) if a is not type(None)]
+            if len(options) != 1:
+                return value
+            hint, origin = options[0], typing.get_origin(options[0])
+        name = key.rsplit(".", 1)[-1]
+        if meta and meta.get("enum"):
+            choices = meta["choices"]
+            if isinstance(value, str) and value in choices:
+                return value
+            close = _close(str(value), [str(c) for c in choices]) if isinstance(value, str) else None
+            self.error("KF103", key, f"{key} = {value!r} is not one of {list(choices)}",
+                       f"did you mean {close!r}?" if close else f"use one of {list(choices)}")
+            return self.reject(key)
+        inner = _dataclass_in(hint)
+        if inner is not None:
+            if isinstance(value, dict):
+                return self.section(inner, value, None, key)
+            self.error("KF102", key, f"{key} must be a table, got {_kind(value)}",
+                       f"write it as [{key}] with key = value lines")
+            return self.reject(key)
+        if origin is tuple:
+            return self._coerce_tuple(hint, value, key)
+        if origin is list:
+            return self._coerce_list(hint, value, key)
+        if origin is dict:
+            return self._coerce_dict(hint, value, key)
+        if hint is bool:
+            return self._coerce_bool(value, key)
+        if hint is int:
+            return self._coerce_int(value, key)
+        if hint is float:
+            return self._coerce_float(value, key)
+        if hint is str and not isinstance(value, str):
+            if name in _NAME_FIELDS or (meta and meta.get("registry")):
+                return value  # the section rule reports the failed lookup
+            self.warn("KF102", key, f"{key} should be a string, got {_kind(value)}; the reference keeps it "
+                      "as is and fails later where it is used", f'quote it: {name} = "{value}"')
+        return value
+
+    def _coerce_bool(self, value: Any, key: str) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            result = value.lower() in ("true", "1", "yes")
+            self.warn("KF401", key, f"{key} = {value!r} is a string; the reference reads it as {result}"
+                      + ("" if value.lower() in ("true", "1", "yes", "false", "0", "no") else
+                         " (anything but 'true', '1' or 'yes' counts as false)"),
+                      f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()} (a TOML boolean)")
+            return result
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            result = bool(value)
+            self.warn("KF401", key, f"{key} = {value!r} is a number; the reference reads it as {result}",
+                      f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()}")
+            return result
+        result = bool(value)
+        self.warn("KF401", key, f"{key} is {_kind(value)}; the reference reads it as bool(...) = {result}",
+                  f"write {key.rsplit('.', 1)[-1]} = true or false")
+        return result
+
+    def _coerce_int(self, value: Any, key: str) -> Any:
+        name = key.rsplit(".", 1)[-1]
+        if isinstance(value, bool):
+            self.warn("KF401", key, f"{key} = {str(value).lower()} is a boolean used as the integer {int(value)}",
+                      f"write {name} = {int(value)}")
+            return value
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                self.error("KF102", key, f"{key} = {value} cannot be converted to an integer",
+                           f"write {name} as an integer")
+                return self.reject(key)
+            result = int(value)
+            if result == value:
+                self.warn("KF401", key, f"{key} = {value!r} is a float; the reference converts it to {result}",
+                          f"write {name} = {result}")
+            else:
+                self.warn("KF401", key, f"{key} = {value!r} is a float; the reference truncates it to {result}",
+                          f"write the integer you mean, e.g. {name} = {round(value)}")
+            return result
+        if isinstance(value, str):
+            try:
+                result = int(value)
+            except ValueError:
+                self.error("KF102", key, f"{key} = {value!r} is not an integer (the reference's int() fails)",
+                           f"write {name} as an integer without quotes")
+                return self.reject(key)
+            self.warn("KF401", key, f"{key} = {value!r} is a string; the reference converts it to {result}",
+                      f"write {name} = {result} (no quotes)")
+            return result
+        self.error("KF102", key, f"{key} must be an integer, got {_kind(value)}", f"write {name} as an integer")
+        return self.reject(key)
+
+    def _coerce_float(self, value: Any, key: str) -> Any:
+        name = key.rsplit(".", 1)[-1]
+        if isinstance(value, bool):
+            self.warn("KF401", key, f"{key} = {str(value).lower()} is a boolean used as {float(value)}",
+                      f"write {name} = {float(value)}")
+            return float(value)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                self.warn("KF102", key, f"{key} = {value} is not a finite number; the reference accepts it",
+                          f"write a finite value for {name}")
+            return value
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                result = float(value)
+            except ValueError:
+                self.error("KF102", key, f"{key} = {value!r} is not a number (the reference's float() fails)",
+                           f"write {name} as a number without quotes")
+                return self.reject(key)
+            self.warn("KF401", key, f"{key} = {value!r} is a string; the reference converts it to {result!r}",
+                      f"write {name} = {result!r} (no quotes)")
+            return result
+        self.error("KF102", key, f"{key} must be a number, got {_kind(value)}", f"write {name} as a number")
+        return self.reject(key)
+
+    def _coerce_tuple(self, hint: Any, value: Any, key: str) -> Any:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            self.error("KF102", key, f"{key} must be an array, got {_kind(value)}",
+                       f"write {key.rsplit('.', 1)[-1]} = [ ... ]")
+            return self.reject(key)
+        if len(args) == 2 and args[1] is Ellipsis:
+            element = args[0]
+            if element is FreezeSpec:
+                return tuple(self._freeze_spec(item, f"{key}[{i}]") for i, item in enumerate(value))
+            if element is str:
+                for i, item in enumerate(value):
+                    if not isinstance(item, str):
+                        self.error("KF102", f"{key}[{i}]", f"{key}[{i}] must be a string, got {_kind(item)}",
+                                   "quote each entry")
+                        return self.reject(key)
+            return tuple(value)
+        # Fixed-size numeric tuple (optimizer.betas): the reference converts the
+        # container only; its elements must already be numbers for the checks.
+        if any(not isinstance(item, (int, float)) or isinstance(item, bool) for item in value):
+            self.error("KF102", key, f"{key} must hold numbers, got {list(value)!r}",
+                       f"write {key.rsplit('.', 1)[-1]} = [0.9, 0.95]")
+            return self.reject(key)
+        if len(value) != len(args):
+            self.error("KF102", key, f"{key} must have exactly {len(args)} values, got {len(value)}",
+                       f"write {key.rsplit('.', 1)[-1]} = [0.9, 0.95]", stage_note="optimizer construction")
+            return self.reject(key)
+        return tuple(value)
+
+    def _coerce_list(self, hint: Any, value: Any, key: str) -> Any:
+        (element,) = typing.get_args(hint) or (Any,)
+        name = key.rsplit(".", 1)[-1]
+        if not isinstance(value, list):
+            if _dataclass_in(element) is not None or element in (FreezeSpec, FreezeStage):
+                self.error("KF102", key, f"{key} must be an array of tables, got {_kind(value)} (the reference "
+                           "wraps it in a list without converting it, and fails when it is used)",
+                           f"write {name} = [{{ ... }}] or use [[{key}]] tables")
+                return self.reject(key)
+            self.warn("KF401", key, f"{key} is a single value; the reference wraps it into [{value!r}]",
+                      f"write {name} = [{value!r}]")
+            return [value]
+        if element is FreezeSpec:
+            return [self._freeze_spec(item, f"{key}[{i}]") for i, item in enumerate(value)]
+        if element is FreezeStage:
+            return [self._freeze_stage(item, f"{key}[{i}]") for i, item in enumerate(value)]
+        inner = _dataclass_in(element)
+        if inner is not None:
+            out = []
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    out.append(self.section(inner, item, None, f"{key}[{i}]"))
+                else:
+                    self.error("KF102", f"{key}[{i}]", f"{key}[{i}] must be a table, got {_kind(item)}",
+                               f"use [[{key}]] tables")
+                    self.reject(f"{key}[{i}]")
+            return out
+        if element is str:
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    self.warn("KF102", f"{key}[{i}]", f"{key}[{i}] should be a string, got {_kind(item)}",
+                              "quote each entry")
+        return value
+
+    def _coerce_dict(self, hint: Any, value: Any, key: str) -> Any:
+        name = key.rsplit(".", 1)[-1]
+        if not isinstance(value, dict):
+            self.error("KF102", key, f"{key} must be a table, got {_kind(value)}",
+                       f"write it as [{key}] with key = value lines")
+            return self.reject(key)
+        key_type, value_type = typing.get_args(hint) or (Any, Any)
+        for sub, item in value.items():
+            if typing.get_origin(value_type) is list and not isinstance(item, list):
+                if isinstance(item, str):
+                    self.warn("KF406", f"{key}.{sub}",
+                              f"{key}.{sub} is a string; the reference iterates it character by character, "
+                              f"so the alias matches nothing", f'write {sub} = ["{item}"]')
+                else:
+                    self.error("KF102", f"{key}.{sub}", f"{key}.{sub} must be an array of patterns, "
+                               f"got {_kind(item)}", f'write {sub} = ["pattern.*"]')
+            elif value_type in (int, float) and (not isinstance(item, (int, float)) or isinstance(item, bool)):
+                self.error("KF102", f"{key}.{sub}", f"{key}.{sub} must be a number, got {_kind(item)}",
+                           f"write {sub} = <number>")
+        return value
+
+    def _freeze_spec(self, item: Any, key: str) -> Any:
+        if isinstance(item, FreezeSpec):
+            return item
+        if not isinstance(item, dict):
+            self.error("KF102", key, f"{key} must be a table like {{module = \"vision_encoder\", frozen = true}}, "
+                       f"got {_kind(item)} (the reference fails when the model is built)",
+                       f'write {{module = "{item}", frozen = true}}' if isinstance(item, str) else
+                       'write {module = "<alias or pattern>", frozen = true}')
+            return item
+        self._reject_unknown(FreezeSpec, item, key)
+        if "module" not in item:
+            self.error("KF104", key, f"{key} has no module (FreezeSpec requires it)",
+                       'add module = "<alias or pattern>"')
+            return self.reject(key)
+        module = item["module"]
+        if not isinstance(module, str):
+            self.error("KF102", f"{key}.module", f"{key}.module must be a string, got {_kind(module)}",
+                       'write module = "<alias or pattern>"')
+        frozen = True
+        if "frozen" in item:
+            frozen = self._coerce_bool(item["frozen"], f"{key}.frozen")
+        return FreezeSpec(module=module, frozen=frozen)
+
+    def _freeze_stage(self, item: Any, key: str) -> Any:
+        if isinstance(item, FreezeStage):
+            return item
+        if not isinstance(item, dict):
+            self.error("KF102", key, f"{key} must be a table with start_step and specs, got {_kind(item)}",
+                       "use [[vlm.freeze_schedule]] tables with start_step = N and specs = [...]")
+            return item
+        self._reject_unknown(FreezeStage, item, key)
+        missing = [n for n in ("start_step", "specs") if n not in item]
+        if missing:
+            self.error("KF104", key, f"{key} is missing {' and '.join(missing)} (FreezeStage requires both)",
+                       "write start_step = N and specs = [{module = \"...\", frozen = true}]")
+            return self.reject(key)
+        start = self._coerce_int(item["start_step"], f"{key}.start_step")
+        if start is _REJECTED:
+            return _REJECTED
+        specs = self._coerce_tuple(tuple[FreezeSpec, ...], item["specs"], f"{key}.specs")
+        if specs is _REJECTED:
+            return _REJECTED
+        return FreezeStage(start_step=start, specs=specs)
+
+
+# -- helpers -------------------------------------------------------------------
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    origin = typing.get_origin(hint)
+    if origin is Union or origin is types.UnionType:
+        for arg in typing.get_args(hint):
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+                return arg
+        return None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and hint not in (FreezeSpec, FreezeStage):
+        return hint
+    return None
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    return f"a {type(value).__name__}"
+
+
+def _close(name: str, candidates: Iterable[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
+    return found[0] if found else None
+
+
+def _section_fields() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    hints = _type_hints(JobConfig)
+    for f in dataclasses.fields(JobConfig):
+        inner = _dataclass_in(hints[f.name])
+        if inner is not None:
+            out[f.name] = {g.name for g in dataclasses.fields(inner)}
+    return out
+
+
+def _unknown_message(cls: type, key: str, name: str) -> str:
+    if not key:
+        return f"unknown section [{name}]"
+    label = cls.__name__
+    return f"unknown key {key}.{name} ({label} has no field {name!r})"
+
+
+def _unknown_hint(cls: type, key: str, name: str) -> str:
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    if not key:
+        close = _close(name, known)
+        return f"did you mean [{close}]?" if close else f"sections: {', '.join(known)}"
+    if issubclass(cls, VLMConfig):
+        owners = [arch for arch, names in arch_fields().items() if name in names]
+        if owners:
+            return (f"{name} belongs to vlm.arch = {owners[0]!r}; this file's arch is {cls().arch!r} "
+                    f"(set arch = {owners[0]!r} or remove {name})")
+    close = _close(name, known)
+    if close:
+        return f"did you mean {key}.{close}?"
+    elsewhere = sorted(section for section, names in _section_fields().items()
+                       if name in names and section != key)
+    if elsewhere:
+        return f"{name} belongs to [{elsewhere[0]}]: move it there"
+    return f"valid keys of [{key}]: {', '.join(known)}"
+
+
+def _explain_unrescued(result: LoadResult, file_errors: set[str | None], overrides: Sequence[Override]) -> None:
+    """The reference validates the file before applying overrides; say so where it matters."""
+    touched = {o.key for o in overrides}
+    for i, finding in enumerate(result.findings):
+        if finding.is_error and finding.data.get("origin") != OVERRIDE and finding.key in touched:
+            result.findings[i] = dataclasses.replace(
+                finding, hint=(finding.hint or "") + " (--set cannot rescue it: the reference loads and checks "
+                "the file on its own before applying overrides)")
+
+
+def _explain_inherited_kv_heads(result: LoadResult) -> None:
+    if result.sources.get("model.n_kv_heads") in (FILE, OVERRIDE):
+        return
+    for i, finding in enumerate(result.findings):
+        if finding.key == "model.n_kv_heads" and finding.is_error and "divisible" in finding.message:
+            job = result.job
+            kv = job.model.n_kv_heads if job else "?"
+            heads = job.model.n_heads if job else "?"
+            result.findings[i] = dataclasses.replace(
+                finding,
+                message=finding.message + " — model.n_kv_heads is not set in the file, so it keeps the value "
+                f"{kv} that the default ModelConfig resolved before the file was applied",
+                hint=f"set model.n_kv_heads explicitly (e.g. model.n_kv_heads = {heads} for plain multi-head "
+                "attention)")
+
+
+def _dedupe(result: LoadResult) -> None:
+    seen: set[tuple[str, str | None, str]] = set()
+    unique = []
+    for finding in result.findings:
+        ident = (finding.code, finding.key, finding.message)
+        if ident not in seen:
+            seen.add(ident)
+            unique.append(finding)
+    result.findings = unique
+
+
+def iter_keys(data: dict[str, Any], prefix: tuple = ()) -> Iterable[str]:
+    for k, v in data.items():
+        path = prefix + (k,)
+        yield format_path(path)
+        if isinstance(v, dict):
+            yield from iter_keys(v, path)

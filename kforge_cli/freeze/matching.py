@@ -1,0 +1,142 @@
+"""Which parameters a freeze spec's ``module`` selects.
+
+The reference resolves ``module`` through ``vlm.module_patterns`` (an alias) and
+otherwise uses it as one raw fnmatch pattern, then tests every parameter name
+against every pattern. Here each pattern is compiled once and each selection is
+an integer bit mask over the parameter list, so a plan over thousands of
+parameters and dozens of specs stays cheap.
+
+Parameters of components that cannot be built offline (an HF vision encoder
+without a local copy) are represented only by their prefix; for those we can
+say whether a pattern certainly covers the whole subtree, may touch part of it,
+or cannot reach it, but never which individual parameters it selects.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+_WILDCARDS = "*?["
+
+
+@lru_cache(maxsize=4096)
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    # The reference calls fnmatch.fnmatch, whose case folding is a no-op on the
+    # POSIX clusters it runs on, so matching is case-sensitive here.
+    return re.compile(fnmatch.translate(pattern))
+
+
+def alias_patterns(value: Any) -> tuple[str, ...]:
+    """The pattern list of one ``module_patterns`` entry, ignoring malformed items."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(p for p in value if isinstance(p, str))
+    return ()
+
+
+def _literal_head(pattern: str) -> tuple[str, bool]:
+    """The text before the first wildcard, and whether the pattern has one."""
+    for i, ch in enumerate(pattern):
+        if ch in _WILDCARDS:
+            return pattern[:i], True
+    return pattern, False
+
+
+def covers_subtree(pattern: str, prefix: str) -> bool:
+    """True when ``pattern`` matches every parameter name below ``prefix``."""
+    if not pattern.endswith("*"):
+        return False
+    head, has_wildcard = _literal_head(pattern[:-1])
+    return not has_wildcard and (prefix + ".").startswith(head)
+
+
+def may_touch_subtree(pattern: str, prefix: str) -> bool:
+    """False only when ``pattern`` certainly matches nothing below ``prefix``."""
+    head, has_wildcard = _literal_head(pattern)
+    dotted = prefix + "."
+    if not has_wildcard:
+        return head.startswith(dotted)
+    return head.startswith(dotted) or dotted.startswith(head)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What one spec's ``module`` selects."""
+
+    module: str
+    is_alias: bool
+    patterns: tuple[str, ...]
+    mask: int  # bit i set: parameter i matches
+    covered_unknown: frozenset[str]  # unknown prefixes matched in full
+    touched_unknown: frozenset[str]  # unknown prefixes possibly matched in part
+
+    @property
+    def may_reach_unknown(self) -> bool:
+        return bool(self.covered_unknown or self.touched_unknown)
+
+
+class Matcher:
+    """Resolves spec modules against a fixed parameter list, with caching."""
+
+    def __init__(self, names: Sequence[str], module_patterns: Mapping[str, Any],
+                 unknown_prefixes: Iterable[str] = ()) -> None:
+        self.names = list(names)
+        self.module_patterns = module_patterns
+        self.unknown_prefixes = tuple(unknown_prefixes)
+        self._pattern_masks: dict[str, int] = {}
+        self._selections: dict[str, Selection] = {}
+
+    def is_alias(self, module: str) -> bool:
+        return module in self.module_patterns
+
+    def patterns_for(self, module: str) -> tuple[str, ...]:
+        if module in self.module_patterns:
+            return alias_patterns(self.module_patterns[module])
+        return (module,)
+
+    def pattern_mask(self, pattern: str) -> int:
+        cached = self._pattern_masks.get(pattern)
+        if cached is None:
+            match = compile_pattern(pattern).match
+            # Build the mask as a binary literal: far cheaper than OR-ing
+            # 1 << i for every hit on large models.
+            bits = "".join("1" if match(name) else "0" for name in reversed(self.names))
+            cached = int(bits, 2) if bits else 0
+            self._pattern_masks[pattern] = cached
+        return cached
+
+    def select(self, module: str) -> Selection:
+        cached = self._selections.get(module)
+        if cached is not None:
+            return cached
+        patterns = self.patterns_for(module)
+        mask = 0
+        for pattern in patterns:
+            mask |= self.pattern_mask(pattern)
+        covered = frozenset(p for p in self.unknown_prefixes
+                            if any(covers_subtree(pat, p) for pat in patterns))
+        touched = frozenset(p for p in self.unknown_prefixes
+                            if p not in covered and any(may_touch_subtree(pat, p) for pat in patterns))
+        selection = Selection(module, self.is_alias(module), patterns, mask, covered, touched)
+        self._selections[module] = selection
+        return selection
+
+
+def indices(mask: int) -> list[int]:
+    """Set bit positions of ``mask``, ascending."""
+    out: list[int] = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def popcount(mask: int) -> int:
+    return bin(mask).count("1")

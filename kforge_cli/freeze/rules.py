@@ -1,0 +1,460 @@
+"""The KF3xx freeze findings.
+
+KF301, KF302 and KF306 need only the config (``config_rules``); the others
+compare replays over the parameter list (``parameter_rules``). Every message
+names the stage, the alias and the parameters affected; every hint states a
+fix that works in the reference trainer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kforge_cli.config.vlm import module_patterns_for
+from kforge_cli.findings import Finding, error, warning
+from kforge_cli.freeze.matching import alias_patterns, indices, popcount
+from kforge_cli.freeze.simulate import CONSTRUCTION, Analysis, FreezePolicy, SpecRef, StageRef, Trace
+from kforge_cli.freeze.units import human_count, plural
+
+TRAINING_LOOP = "training loop"
+TRAINER_STARTUP = "trainer startup"
+_EXAMPLES = 3
+
+
+@dataclass
+class Context:
+    """What the rules need to describe parameters: names, sizes, step ranges."""
+
+    names: Sequence[str]
+    numels: Sequence[int]
+    construction_frozen: int
+    boundaries: Sequence[int]
+    alias_masks: dict[str, int]
+    unknown_prefixes: Sequence[str]
+
+    def numel(self, mask: int) -> int:
+        return sum(self.numels[i] for i in indices(mask))
+
+    def size(self, mask: int) -> str:
+        return f"{plural(popcount(mask), 'parameter')} ({human_count(self.numel(mask))} elements)"
+
+    def examples(self, mask: int) -> str:
+        picked = indices(mask)
+        shown = ", ".join(self.names[i] for i in picked[:_EXAMPLES])
+        return shown + (", \u2026" if len(picked) > _EXAMPLES else "")
+
+    def describe(self, mask: int) -> str:
+        """'the 9 parameters of alias 'x' (37.1K elements)', or a count with examples."""
+        whole = [alias for alias, m in self.alias_masks.items() if m == mask]
+        n, numel = popcount(mask), human_count(self.numel(mask))
+        if whole:
+            return f"the {plural(n, 'parameter')} of alias {whole[0]!r} ({numel} elements)"
+        return f"{plural(n, 'parameter')} ({numel} elements, e.g. {self.examples(mask)})"
+
+    def data(self, mask: int) -> dict[str, Any]:
+        return {"count": popcount(mask), "numel": self.numel(mask),
+                "params": [self.names[i] for i in indices(mask)]}
+
+    def step_range(self, start: int) -> str:
+        later = [b for b in self.boundaries if b > start]
+        return f"{start}+" if not later else f"{start}\u2013{later[0] - 1}"
+
+
+def stage_label(start_step: int | None, ctx: Context | None = None) -> str:
+    """'build-time freeze', 'stage 10\u201319' (its step range) or 'stage at step 10'."""
+    if start_step is None:
+        return "build-time freeze"
+    if ctx is not None:
+        return f"stage {ctx.step_range(start_step)}"
+    return f"stage at step {start_step}"
+
+
+def _patterns_text(policy: FreezePolicy, module: str) -> str:
+    if policy.is_alias(module):
+        patterns = alias_patterns(policy.module_patterns[module])
+        return f"alias {module!r} = {list(patterns)}"
+    return f"raw pattern {module!r}"
+
+
+# --- config-only rules ----------------------------------------------------------------
+
+
+def first_raising_step(spec: SpecRef, max_steps: int | None, dyn_ckpt_covers_step0: bool) -> int | None:
+    """The first step at which ``effective_freeze(step, ..., valid_modules)`` meets ``spec``.
+
+    The loop evaluates it after every optimizer step (steps 1..max_steps) for
+    the checkpoint metadata, and at step 0 when a dyn_ckpt_window covers it.
+    Base specs and stages with ``start_step <= step`` are included.
+    """
+    start = spec.start_step if spec.start_step is not None else 0
+    if dyn_ckpt_covers_step0 and start <= 0:
+        return 0
+    first = max(start, 1)
+    if max_steps is not None and first > max_steps:
+        return None
+    return first
+
+
+def _alias_name_for(pattern: str, taken: Sequence[str]) -> str:
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", pattern) if w]
+    name = "_".join(words) or "custom"
+    if name[0].isdigit():
+        name = "m_" + name
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    return candidate
+
+
+def _toml_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(f'"{p}"' for p in items) + "]"
+
+
+def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bool,
+          ctx: Context | None = None, masks: dict[str, int] | None = None) -> list[Finding]:
+    out = []
+    aliases = list(policy.module_patterns)
+    for spec in policy.all_specs():
+        if policy.is_alias(spec.module):
+            continue
+        step = first_raising_step(spec, max_steps, dyn_ckpt_covers_step0)
+        if step is None:
+            continue  # never evaluated in this run; KF306 reports the dead stage
+        where = "at build time" if spec.is_base else f"when the stage fires at step {spec.start_step}"
+        applied = f"{where} it is applied as a raw fnmatch pattern"
+        if ctx is not None and masks is not None:
+            mask = masks.get(spec.module, 0)
+            applied += (f", matching {plural(popcount(mask), 'parameter')} "
+                        f"({human_count(ctx.numel(mask))} elements)" if mask else
+                        ", matching no parameter")
+        if step == 0:
+            when = ("at trainer startup: checkpoint.dyn_ckpt_window covers step 0, so the "
+                    "step-0 checkpoint records its freeze metadata before the first step")
+            lifecycle = TRAINER_STARTUP
+        else:
+            when = (f"at step {step}, when the training loop records the checkpoint freeze "
+                    "metadata after the optimizer step")
+            lifecycle = TRAINING_LOOP
+        resume = " A resumed run fails at startup instead." if spec.is_base else ""
+        message = (
+            f"{spec.key}.module = {spec.module!r} ({stage_label(spec.start_step, ctx)}) is not an "
+            f"alias of vlm.module_patterns (aliases: {', '.join(sorted(aliases)) or 'none'}). "
+            f"{applied[0].upper() + applied[1:]}, but effective_freeze(step, ..., valid_modules) "
+            f"raises ValueError {when}.{resume}")
+        alias = _alias_name_for(spec.module, aliases)
+        relist = ", ".join(f"{name} = {_toml_list(alias_patterns(p))}"
+                           for name, p in policy.module_patterns.items())
+        hint = (
+            f"define an alias and refer to it: under [vlm.module_patterns] add "
+            f"{alias} = {_toml_list([spec.module])} and set module = \"{alias}\". "
+            "Setting [vlm.module_patterns] REPLACES the default aliases, so re-list the ones "
+            f"you still use" + (f": {relist}" if relist else ""))
+        data: dict[str, Any] = {"module": spec.module, "start_step": spec.start_step, "step": step}
+        if ctx is not None and masks is not None:
+            data.update(ctx.data(masks.get(spec.module, 0)))
+        out.append(error("KF301", message, f"{spec.key}.module", hint, lifecycle, **data))
+    return out
+
+
+def _specs_text(stage: StageRef) -> str:
+    return ", ".join(spec.label() for spec in stage.specs) or "no specs"
+
+
+def kf302(policy: FreezePolicy, fresh_vs_plan: dict[int, int] | None = None,
+          ctx: Context | None = None) -> list[Finding]:
+    out = []
+    for stage in policy.stages:
+        if stage.start_step > 0:
+            continue
+        effect = ""
+        data: dict[str, Any] = {"start_step": stage.start_step}
+        if ctx is not None and fresh_vs_plan:
+            diff = fresh_vs_plan.get(stage.index, 0)
+            if diff:
+                effect = (f" An uninterrupted run therefore trains with {ctx.describe(diff)} in a "
+                          "different state than the plan shows.")
+                data.update(ctx.data(diff))
+        message = (
+            f"{stage.key} has start_step = {stage.start_step} ({_specs_text(stage)}). The training "
+            "loop fires a stage only when the step counter, incremented after each optimizer "
+            "step, equals start_step (1..train.max_steps), so a fresh run never applies it; a run "
+            f"resumed from any checkpoint does (effective_freeze includes every stage with "
+            f"start_step <= the resumed step).{effect}")
+        hint = ("move these specs into vlm.freeze to apply them at build time (before the optimizer "
+                "is created), or set start_step = 1 to apply them after the first optimizer step")
+        out.append(warning("KF302", message, f"{stage.key}.start_step", hint, **data))
+    return out
+
+
+def kf306(policy: FreezePolicy, max_steps: int | None) -> list[Finding]:
+    if max_steps is None:
+        return []
+    out = []
+    for stage in policy.stages:
+        if stage.start_step <= max_steps:
+            continue
+        raw = [s.module for s in stage.specs if not policy.is_alias(s.module)]
+        latent = (f" (Were it reached, effective_freeze would raise on the non-alias module(s) "
+                  f"{', '.join(map(repr, raw))}.)") if raw else ""
+        message = (f"{stage.key} starts at step {stage.start_step} but train.max_steps = "
+                   f"{max_steps}: the stage ({_specs_text(stage)}) is never reached.{latent}")
+        hint = (f"lower start_step to at most {max_steps}, raise train.max_steps, "
+                "or delete the stage")
+        out.append(warning("KF306", message, f"{stage.key}.start_step", hint,
+                           start_step=stage.start_step, max_steps=max_steps))
+    return out
+
+
+def config_rules(policy: FreezePolicy, max_steps: int | None,
+                 dyn_ckpt_covers_step0: bool) -> list[Finding]:
+    return [*kf301(policy, max_steps, dyn_ckpt_covers_step0), *kf302(policy), *kf306(policy, max_steps)]
+
+
+# --- parameter rules ------------------------------------------------------------------
+
+
+def _writer_text(writer: SpecRef | str, ctx: Context) -> str:
+    if writer == CONSTRUCTION:
+        return "the model itself at construction (the parameter is unused in the forward pass)"
+    assert isinstance(writer, SpecRef)
+    return f"{writer.key} ({writer.label()}, {stage_label(writer.start_step, ctx)})"
+
+
+def kf303(a: Analysis, ctx: Context) -> list[Finding]:
+    out = []
+    for boundary in a.boundaries:
+        resumed = a.resume.get(boundary)
+        if resumed is None:
+            continue
+        planned = a.design[boundary]
+        diff = planned.state.mask ^ resumed.state.mask
+        unknown_diff = [prefix for prefix, p, r in zip(ctx.unknown_prefixes, planned.state.unknown,
+                                                        resumed.state.unknown)
+                        if p is not None and r is not None and p != r]
+        if not diff and not unknown_diff:
+            continue
+        # Group the differing parameters by (spec the plan ends with, spec the
+        # resume ends with); the largest group explains the divergence.
+        groups: dict[tuple[Any, Any], int] = {}
+        for plan_writer, part in planned.writers_of(diff):
+            for resume_writer, sub in resumed.writers_of(part):
+                groups[(plan_writer, resume_writer)] = groups.get((plan_writer, resume_writer), 0) | sub
+        unfrozen = planned.state.mask & ~resumed.state.mask
+        frozen = resumed.state.mask & ~planned.state.mask
+        parts = []
+        if unfrozen:
+            parts.append(f"{ctx.describe(unfrozen)} are trainable after the resume but frozen in the plan")
+        if frozen:
+            parts.append(f"{ctx.describe(frozen)} are frozen after the resume but trainable in the plan")
+        for prefix in unknown_diff:
+            parts.append(f"the unbuilt component {prefix!r} is "
+                         f"{'frozen' if resumed.state.unknown[ctx.unknown_prefixes.index(prefix)] else 'trainable'}"
+                         " after the resume but not in the plan")
+        order = ", ".join(f"{s.label()} [{s.key}]" for s in a.policy.effective_specs(boundary))
+        message = (
+            f"Resuming from a checkpoint saved at step {boundary} (plan "
+            f"{stage_label(boundary, ctx)}): {'; '.join(parts)}. On resume the trainer re-applies "
+            f"effective_freeze({boundary}), which keeps one spec per module key in the order the "
+            f"key first appeared, not in time order: {order}.")
+        key = f"vlm.freeze_schedule"
+        hint = ("restate overlapping aliases in the later stage so every module key's last "
+                "write also comes last, or give the later spec a new alias name")
+        data: dict[str, Any] = {"step": boundary, **ctx.data(diff)}
+        if groups:
+            (plan_writer, resume_writer), _ = max(groups.items(), key=lambda kv: popcount(kv[1]))
+            if isinstance(plan_writer, SpecRef):
+                key = f"{plan_writer.key}.module"
+                message += (f" The plan's last write {_writer_text(plan_writer, ctx)} is overridden on "
+                            f"resume by {_writer_text(resume_writer, ctx)}.")
+                if isinstance(resume_writer, SpecRef) and plan_writer.start_step is not None:
+                    frozen_text = "true" if plan_writer.frozen else "false"
+                    hint = (
+                        f"in the stage at step {plan_writer.start_step}, add "
+                        f"{{module = \"{resume_writer.module}\", frozen = {frozen_text}}} after its "
+                        f"{plan_writer.module!r} spec, so effective_freeze ends with the same state as "
+                        "the uninterrupted run; or give the later spec a new alias name (same "
+                        "patterns) so effective_freeze orders it last")
+        out.append(warning("KF303", message, key, hint, **data))
+    return out
+
+
+def kf304(a: Analysis, ctx: Context) -> list[Finding]:
+    build = a.build.state
+    # writer -> [mask, first step, seen in a fresh run, seen on resume, unknown prefixes]
+    culprits: dict[SpecRef | str, list[Any]] = {}
+
+    def collect(trace: Trace, step: int, fresh: bool) -> None:
+        bad = build.mask & ~trace.state.mask
+        for writer, part in trace.writers_of(bad):
+            entry = culprits.setdefault(writer, [0, step, False, False, []])
+            entry[0] |= part
+            entry[1] = min(entry[1], step)
+            entry[2 if fresh else 3] = True
+        for i, prefix in enumerate(ctx.unknown_prefixes):
+            if build.unknown[i] is True and trace.state.unknown[i] is False:
+                writer = trace.unknown_writers[i]
+                if writer is None:
+                    continue
+                entry = culprits.setdefault(writer, [0, step, False, False, []])
+                entry[1] = min(entry[1], step)
+                entry[2 if fresh else 3] = True
+                if prefix not in entry[4]:
+                    entry[4].append(prefix)
+
+    for boundary in a.boundaries:
+        fresh = a.fresh.get(boundary)
+        if fresh is not None and boundary >= 1:
+            collect(fresh, boundary, True)
+        resumed = a.resume.get(boundary)
+        if resumed is not None:
+            collect(resumed, boundary, False)
+
+    out = []
+    for writer, (mask, step, in_fresh, in_resume, prefixes) in culprits.items():
+        if not isinstance(writer, SpecRef):
+            continue
+        what = []
+        if mask:
+            what.append(ctx.describe(mask))
+        what += [f"the unbuilt component {p!r}" for p in prefixes]
+        causes = sorted({_writer_text(w, ctx) for w, _ in a.build.writers_of(mask)})
+        causes += [_writer_text(a.build.unknown_writers[ctx.unknown_prefixes.index(p)], ctx)
+                   for p in prefixes if a.build.unknown_writers[ctx.unknown_prefixes.index(p)] is not None]
+        when = f"from step {step} on" if in_fresh else f"in a run resumed at step {step} or later"
+        message = (
+            f"{_writer_text(writer, ctx)} makes {' and '.join(what)} trainable, but they were frozen when the optimizer was built "
+            f"(by {'; '.join(causes)}). build_optimizer keeps only parameters with "
+            f"requires_grad=True after the build-time freeze, so {when} they receive gradients "
+            "but are never updated.")
+        if mask and not (mask & ~ctx.construction_frozen) and not prefixes:
+            hint = ("these parameters are frozen by the model itself because the forward pass never "
+                    f"uses them; narrow the spec so it leaves them alone")
+        else:
+            build_specs = sorted({w.key for w, _ in a.build.writers_of(mask) if isinstance(w, SpecRef)}
+                                 | {a.build.unknown_writers[ctx.unknown_prefixes.index(p)].key
+                                    for p in prefixes
+                                    if isinstance(a.build.unknown_writers[ctx.unknown_prefixes.index(p)], SpecRef)})
+            modules = sorted({w.module for w, _ in a.build.writers_of(mask) if isinstance(w, SpecRef)})
+            module = modules[0] if modules else writer.module
+            hint = (
+                f"keep them trainable at build time: remove or narrow {', '.join(build_specs) or 'the build-time spec'} "
+                f"and instead freeze them with a stage {{start_step = 1, specs = [{{module = \"{module}\", "
+                "frozen = true}]}. The optimizer is then built with them, the step-1 stage freezes them "
+                "right after the first optimizer step (with scheduler.warmup_steps > 0 that step's LR is "
+                "0, so they do not move), and the later unfreeze takes effect")
+        data: dict[str, Any] = {"start_step": writer.start_step, "module": writer.module, "step": step,
+                                "fresh_run": in_fresh, "resume": in_resume, **ctx.data(mask)}
+        if prefixes:
+            data["unknown"] = list(prefixes)
+        out.append(warning("KF304", message, f"{writer.key}.module", hint, **data))
+    return out
+
+
+def _suggest(module: str, ctx: Context, policy: FreezePolicy) -> str:
+    candidates = set(policy.module_patterns)
+    for name in ctx.names:
+        parts = name.split(".")
+        candidates.update(".".join(parts[:k]) for k in range(1, min(len(parts), 4)))
+    candidates.discard(module)
+    close = difflib.get_close_matches(module.rstrip(".*"), sorted(candidates), n=1, cutoff=0.75)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def kf305(a: Analysis, ctx: Context) -> list[Finding]:
+    out = []
+    for spec in a.policy.all_specs():
+        selection = a.matcher.select(spec.module)
+        if selection.mask or selection.may_reach_unknown:
+            continue
+        message = (f"{spec.key}.module = {spec.module!r} ({stage_label(spec.start_step, ctx)}; "
+                   f"{_patterns_text(a.policy, spec.module)}) matches no parameter of this model, "
+                   "so the spec does nothing.")
+        hint = (_suggest(spec.module, ctx, a.policy)
+                + "check the name against `kforge freeze-plan --params`, or delete the spec if the "
+                "component has no parameters (e.g. a 'random' vision encoder)")
+        out.append(warning("KF305", message, f"{spec.key}.module", hint, module=spec.module,
+                           start_step=spec.start_step, count=0, numel=0))
+    used = {spec.module for spec in a.policy.all_specs()}
+    defaults = module_patterns_for(a.policy.arch or "joint_decoder")
+    for alias, patterns in a.policy.module_patterns.items():
+        if alias in used or defaults.get(alias) == patterns:
+            continue
+        selection = a.matcher.select(alias)
+        if selection.mask or selection.may_reach_unknown:
+            continue
+        message = (f"vlm.module_patterns.{alias} = {list(selection.patterns)} matches no parameter of "
+                   "this model (the alias is not used by any spec yet).")
+        hint = "fix the patterns against `kforge freeze-plan --params`, or delete the alias"
+        out.append(warning("KF305", message, f"vlm.module_patterns.{alias}", hint, module=alias,
+                           count=0, numel=0))
+    return out
+
+
+def kf307(a: Analysis, ctx: Context) -> list[Finding]:
+    if not a.names and not ctx.unknown_prefixes:
+        return []
+
+    def all_frozen(trace: Trace) -> bool:
+        return (trace.state.mask == a.full_mask
+                and all(u is True for u in trace.state.unknown))
+
+    if a.max_steps is not None and a.max_steps < 1:
+        return []
+    checks: list[tuple[int, Trace, StageRef | None]] = [(1, a.build, None)]
+    ordered = [s for s in a.policy.ordered_stages if s.start_step >= 1]
+    for boundary in a.boundaries:
+        if boundary < 1 or (a.max_steps is not None and boundary >= a.max_steps):
+            continue
+        trace = a.fresh.get(boundary)
+        fired = [s for s in ordered if s.start_step == boundary]
+        if trace is not None and fired:
+            checks.append((boundary + 1, trace, fired[-1]))
+    for step, trace, stage in checks:
+        if not all_frozen(trace):
+            continue
+        total = ctx.size(a.full_mask)
+        if stage is None:
+            cause = "the build-time freeze (construction + vlm.freeze)"
+            key = "vlm.freeze"
+        else:
+            cause = f"{stage.key} ({stage_label(stage.start_step, ctx)}: {_specs_text(stage)})"
+            key = stage.key
+        message = (f"No trainable parameter from step {step} on: after {cause} all {total} are "
+                   f"frozen, so the backward pass of step {step} fails (the loss does not require "
+                   "grad).")
+        hint = "leave at least one module trainable, e.g. {module = \"adapter\", frozen = false}"
+        return [error("KF307", message, key, hint, TRAINING_LOOP, step=step,
+                      start_step=None if stage is None else stage.start_step)]
+    return []
+
+
+def kf308(a: Analysis, ctx: Context) -> list[Finding]:
+    out = []
+    for effect in a.stage_effects:
+        stage = effect.stage
+        if a.max_steps is not None and stage.start_step > a.max_steps:
+            continue  # never reached: KF306 already says so
+        if None in effect.before.unknown or None in effect.after.unknown:
+            continue  # cannot see the unbuilt part: make no claim
+        if effect.before != effect.after:
+            continue
+        touched = 0
+        for spec in stage.specs:
+            touched |= a.matcher.select(spec.module).mask
+        already = (f": its specs select {ctx.size(touched)}, all already in that state"
+                   if touched else ": its specs select no parameter")
+        message = (f"{stage.key} ({stage_label(stage.start_step, ctx)}: {_specs_text(stage)}) changes "
+                   f"nothing in the plan{already}.")
+        hint = ("delete the stage, or fix its module names / frozen flags if it was meant to "
+                "change something")
+        out.append(warning("KF308", message, stage.key, hint, start_step=stage.start_step,
+                           **ctx.data(touched)))
+    return out
+
+
+def parameter_rules(a: Analysis, ctx: Context) -> list[Finding]:
+    return [*kf303(a, ctx), *kf304(a, ctx), *kf305(a, ctx), *kf307(a, ctx), *kf308(a, ctx)]

@@ -1,0 +1,1 @@
+"""Rules over a loaded job, and the orchestration that runs them all."""

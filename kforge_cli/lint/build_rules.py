@@ -1,0 +1,104 @@
+"""Rules the reference enforces while building the model, checked without torch."""
+
+from __future__ import annotations
+
+from kforge_cli.config.fields import Checker
+from kforge_cli.config.job import JobConfig
+from kforge_cli.config.registry import registry
+from kforge_cli.config.vision import (
+    HF_VISION_ENCODER_TYPES,
+    AdapterConfig,
+    PoolingError,
+    VideoConfig,
+    VisionEncoderConfig,
+)
+from kforge_cli.config.vlm import CrossAttentionConfig, MoTConfig, VLMConfig
+
+# What the parameter-free "random" encoder produces when its dims are left at 0.
+RANDOM_ENCODER_DEFAULT_TOKENS = 16
+RANDOM_ENCODER_DEFAULT_FEATURE_DIM = 768
+
+
+def encoder_dims(encoder: VisionEncoderConfig) -> tuple[int | None, int | None]:
+    """(num_tokens, feature_dim) the built encoder will have; None where only the HF model knows."""
+    tokens = encoder.num_tokens if encoder.num_tokens > 0 else None
+    features = encoder.feature_dim if encoder.feature_dim > 0 else None
+    if encoder.type == "random":
+        tokens = tokens or RANDOM_ENCODER_DEFAULT_TOKENS
+        features = features or RANDOM_ENCODER_DEFAULT_FEATURE_DIM
+    return tokens, features
+
+
+def build_rules(job: JobConfig, c: Checker, bad: set[str]) -> None:
+    model = job.model
+    vlm = job.vlm
+    if vlm is None:
+        if ("model", model.model_type) not in registry and "model.model_type" not in bad:
+            c.error("KF103", "model.model_type",
+                    f"Unknown model: {model.model_type!r}. Available: {sorted(registry.list('model'))}",
+                    f"use one of {sorted(registry.list('model'))}")
+    if model.num_experts > 0 and ("router", model.moe_router) not in registry and "model.moe_router" not in bad:
+        c.error("KF103", "model.moe_router",
+                f"Unknown router: {model.moe_router!r}. Available: {sorted(registry.list('router'))}",
+                f"use one of {sorted(registry.list('router'))}")
+    if not isinstance(vlm, VLMConfig) or not isinstance(job.vision_encoder, VisionEncoderConfig):
+        return
+    if any(k.startswith(("vlm", "vision_encoder", "adapter", "video", "model")) for k in bad):
+        return
+    encoder = job.vision_encoder
+    adapter = job.adapter if isinstance(job.adapter, AdapterConfig) else AdapterConfig()
+
+    if isinstance(vlm, MoTConfig) and model.n_heads > 0:
+        kv = model.n_kv_heads or model.n_heads
+        image_heads, image_kv = vlm.resolved_image_heads(model.n_heads, kv)
+        if image_heads != model.n_heads:
+            c.error("KF208", "vlm.mot_image_n_heads",
+                    "MoT v1 requires equal head counts across modalities (single global SDPA): "
+                    f"image=({image_heads}, {image_kv}) vs text=({model.n_heads}, {kv})",
+                    f"set vlm.mot_image_n_heads = 0 (or {model.n_heads})")
+        if image_kv != kv:
+            c.error("KF208", "vlm.mot_image_n_kv_heads",
+                    "MoT v1 requires equal head counts across modalities (single global SDPA): "
+                    f"image=({image_heads}, {image_kv}) vs text=({model.n_heads}, {kv})",
+                    f"set vlm.mot_image_n_kv_heads = 0 (or {kv})")
+
+    if encoder.type in HF_VISION_ENCODER_TYPES and not encoder.path:
+        c.error("KF104", "vision_encoder.path",
+                f"vision_encoder.type = {encoder.type!r} loads a Hugging Face model, but vision_encoder.path "
+                "is empty (the reference raises when building the encoder)",
+                'set vision_encoder.path, e.g. "google/siglip2-base-patch16-224"')
+
+    tokens, features = encoder_dims(encoder)
+    if adapter.type == "attentional_pool" and features and adapter.pool_heads > 0 and features % adapter.pool_heads:
+        c.error("KF209", "adapter.pool_heads",
+                f"AttentionalPoolAdapter in_dim ({features}) must be divisible by pool_heads "
+                f"({adapter.pool_heads})",
+                "choose adapter.pool_heads from the divisors of the vision feature dim")
+
+    if tokens is None or encoder.num_tokens > 0:
+        return  # unknown until the HF model is loaded, or already checked at load time
+    try:
+        per_frame = adapter.output_num_tokens(tokens)
+    except PoolingError as exc:
+        c.error("KF209", "adapter.type",
+                f"adapter.type={adapter.type!r} cannot pool the encoder's {tokens} tokens: {exc}",
+                "set vision_encoder.num_tokens explicitly and pick a compatible adapter")
+        return
+    frames = job.video.max_frames if isinstance(job.video, VideoConfig) else 1
+    residual = vlm.residual_stream_image_tokens(frames * per_frame)
+    required = residual + vlm.max_text_len
+    if model.max_seq_len < required:
+        c.error("KF201", "model.max_seq_len",
+                f"model.max_seq_len ({model.max_seq_len}) insufficient for VLM at build time: the "
+                f"{encoder.type!r} encoder produces {tokens} tokens (vision_encoder.num_tokens = 0) -> "
+                f"residual_image_tokens ({residual}) + vlm.max_text_len ({vlm.max_text_len}) = {required}",
+                f"raise model.max_seq_len to at least {required}")
+
+
+def cross_attention_blocks(job: JobConfig) -> list[int]:
+    """Text-layer indices after which a cross-attention block runs."""
+    vlm = job.vlm
+    if not isinstance(vlm, CrossAttentionConfig) or vlm.cross_attention_every_n_layers <= 0:
+        return []
+    every = vlm.cross_attention_every_n_layers
+    return [i for i in range(job.model.n_layers) if (i + 1) % every == 0]

@@ -1,0 +1,30 @@
+"""Meta-device model builder: the only package that imports torch.
+
+``build_meta_model(job)`` returns the parameter manifest of the model the
+KempnerForge trainer would build for ``job``. torch is imported on the first
+call, so importing this package (e.g. to catch ``ModelBuildError``) stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kforge_cli.model.knobs import cross_attention_after_layers
+from kforge_cli.model.manifest import MetaModel, ModelBuildError, ParamInfo, UnknownComponent
+
+__all__ = [
+    "MetaModel",
+    "ModelBuildError",
+    "ParamInfo",
+    "UnknownComponent",
+    "build_meta_model",
+    "cross_attention_after_layers",
+]
+
+
+def build_meta_model(job: Any) -> MetaModel:
+    """Build ``job``'s model on the meta device; raise ``ModelBuildError`` where the trainer would fail."""
+    from kforge_cli.model.build import build_meta_model as build
+
+    return build(job)
+

@@ -1,0 +1,387 @@
+"""Plain, checked values read from the duck-typed job sections.
+
+The config layer normally rejects bad values at load time; the checks here
+repeat the ones whose violation would make the build crash or produce a
+misleading module tree, so ``build_meta_model`` always fails with a
+``ModelBuildError`` naming the key instead of a raw torch error. Pure Python.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from kforge_cli.model.manifest import ModelBuildError
+
+TEXT_MODEL_TYPES = ("transformer",)
+NORM_TYPES = ("rmsnorm", "layernorm")
+ACTIVATIONS = ("silu", "gelu", "relu")
+MOE_ROUTERS = ("softmax_topk", "sigmoid_topk")
+ADAPTER_TYPES = ("mlp_2layer", "linear", "avgpool", "attentional_pool")
+ADAPTER_ACTIVATIONS = ("gelu", "silu", "relu")
+POOLING_ADAPTERS = ("avgpool", "attentional_pool")
+# Pooling adapters that cannot pool ragged edge windows.
+DIVISIBLE_ONLY_POOLING_ADAPTERS = ("attentional_pool",)
+VISION_ENCODERS = ("random", "siglip2", "clip")
+HF_VISION_ENCODERS = ("siglip2", "clip")
+VLM_ARCHES = ("joint_decoder", "cross_attention", "mot", "moma")
+
+# What the reference's "random" stub encoder falls back to when the config leaves 0.
+RANDOM_ENCODER_TOKENS = 16
+RANDOM_ENCODER_FEATURE_DIM = 768
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _get(section: Any, name: str, default: Any) -> Any:
+    return _plain(getattr(section, name, default))
+
+
+def as_int(value: Any, key: str) -> int:
+    value = _plain(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ModelBuildError(f"{key} must be an integer (got {value!r})", key,
+                          f"set {key} to a whole number")
+
+
+def _as_float(value: Any, key: str) -> float:
+    value = _plain(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ModelBuildError(f"{key} must be a number (got {value!r})", key,
+                          f"set {key} to a number")
+
+
+def _as_str(value: Any) -> str:
+    return str(_plain(value))
+
+
+def _require(condition: bool, message: str, key: str, hint: str) -> None:
+    if not condition:
+        raise ModelBuildError(message, key, hint)
+
+
+def _choice(value: str, options: tuple[str, ...], key: str) -> str:
+    _require(value in options, f"unknown {key} {value!r}", key,
+             "use one of: " + ", ".join(repr(o) for o in options))
+    return value
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    ffn_dim_multiplier: float
+    ffn_hidden_dim: int | None
+    norm_type: str
+    activation: str
+    max_seq_len: int
+    tie_embeddings: bool
+    qk_norm: bool
+    model_type: str
+    num_experts: int
+    moe_top_k: int
+    moe_frequency: int
+    moe_router: str
+    moe_shared_experts: int
+    moe_packed_experts: bool
+    moe_expert_ffn_multiplier: float
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def dense_ffn_hidden_dim(self) -> int:
+        if self.ffn_hidden_dim is not None:
+            return self.ffn_hidden_dim
+        # Llama sizing: 2/3 of 4*dim, scaled, rounded up to a multiple of 256.
+        # The float expression keeps the reference's evaluation order so the
+        # truncation lands on the same integer.
+        unrounded = int(4 * self.dim * (2 / 3) * self.ffn_dim_multiplier)
+        return 256 * math.ceil(unrounded / 256)
+
+    @property
+    def dense_ffn_key(self) -> str:
+        return "model.ffn_hidden_dim" if self.ffn_hidden_dim is not None else "model.ffn_dim_multiplier"
+
+    @property
+    def expert_ffn_hidden_dim(self) -> int:
+        scaled = int(self.dense_ffn_hidden_dim * self.moe_expert_ffn_multiplier)
+        # Python's round() (ties to even) is what the reference uses too.
+        return max(16, 16 * round(scaled / 16))
+
+    def layer_is_moe(self, index: int) -> bool:
+        return self.is_moe and (index + 1) % self.moe_frequency == 0
+
+    @property
+    def moe_layer_indices(self) -> list[int]:
+        return [i for i in range(self.n_layers) if self.layer_is_moe(i)]
+
+
+def read_text_spec(model: Any) -> TextSpec:
+    if model is None:
+        raise ModelBuildError("the job has no [model] section", "model",
+                              "add a [model] section")
+    n_heads = as_int(_get(model, "n_heads", 32), "model.n_heads")
+    raw_kv = _get(model, "n_kv_heads", None)
+    ffn_override = _get(model, "ffn_hidden_dim", None)
+    spec = TextSpec(
+        dim=as_int(_get(model, "dim", 4096), "model.dim"),
+        n_layers=as_int(_get(model, "n_layers", 32), "model.n_layers"),
+        n_heads=n_heads,
+        n_kv_heads=n_heads if raw_kv is None else as_int(raw_kv, "model.n_kv_heads"),
+        vocab_size=as_int(_get(model, "vocab_size", 32000), "model.vocab_size"),
+        ffn_dim_multiplier=_as_float(_get(model, "ffn_dim_multiplier", 1.0),
+                                     "model.ffn_dim_multiplier"),
+        ffn_hidden_dim=None if ffn_override is None else as_int(ffn_override,
+                                                                  "model.ffn_hidden_dim"),
+        norm_type=_as_str(_get(model, "norm_type", "rmsnorm")),
+        activation=_as_str(_get(model, "activation", "silu")),
+        max_seq_len=as_int(_get(model, "max_seq_len", 2048), "model.max_seq_len"),
+        tie_embeddings=bool(_get(model, "tie_embeddings", False)),
+        qk_norm=bool(_get(model, "qk_norm", False)),
+        model_type=_as_str(_get(model, "model_type", "transformer")),
+        num_experts=as_int(_get(model, "num_experts", 0), "model.num_experts"),
+        moe_top_k=as_int(_get(model, "moe_top_k", 2), "model.moe_top_k"),
+        moe_frequency=as_int(_get(model, "moe_frequency", 1), "model.moe_frequency"),
+        moe_router=_as_str(_get(model, "moe_router", "softmax_topk")),
+        moe_shared_experts=as_int(_get(model, "moe_shared_experts", 0),
+                                   "model.moe_shared_experts"),
+        moe_packed_experts=bool(_get(model, "moe_packed_experts", False)),
+        moe_expert_ffn_multiplier=_as_float(_get(model, "moe_expert_ffn_multiplier", 1.0),
+                                            "model.moe_expert_ffn_multiplier"),
+    )
+    _check_text_spec(spec)
+    return spec
+
+
+def _check_text_spec(spec: TextSpec) -> None:
+    for name in ("dim", "n_layers", "n_heads", "vocab_size", "n_kv_heads"):
+        value = getattr(spec, name)
+        _require(value > 0, f"model.{name} must be positive (got {value})", f"model.{name}",
+                 f"set model.{name} to a positive integer")
+    _require(spec.dim % spec.n_heads == 0,
+             f"model.dim ({spec.dim}) must be divisible by model.n_heads ({spec.n_heads})",
+             "model.n_heads", "pick n_heads that divides dim")
+    _require(spec.n_heads % spec.n_kv_heads == 0,
+             f"model.n_heads ({spec.n_heads}) must be divisible by model.n_kv_heads "
+             f"({spec.n_kv_heads})", "model.n_kv_heads", "pick n_kv_heads that divides n_heads")
+    _choice(spec.norm_type, NORM_TYPES, "model.norm_type")
+    _choice(spec.activation, ACTIVATIONS, "model.activation")
+    if spec.is_moe:
+        _require(0 < spec.moe_top_k <= spec.num_experts,
+                 f"model.moe_top_k ({spec.moe_top_k}) must be in 1..model.num_experts "
+                 f"({spec.num_experts})", "model.moe_top_k",
+                 "set moe_top_k between 1 and num_experts")
+        _require(spec.moe_frequency > 0,
+                 f"model.moe_frequency must be positive (got {spec.moe_frequency})",
+                 "model.moe_frequency", "use 1 for every layer, 2 for every other layer")
+        _require(spec.moe_expert_ffn_multiplier > 0,
+                 "model.moe_expert_ffn_multiplier must be positive",
+                 "model.moe_expert_ffn_multiplier", "use 1.0, or 0.5 for fine-grained experts")
+
+
+@dataclass(frozen=True)
+class VisionSpec:
+    type: str
+    path: str
+    feature_dim: int
+    num_tokens: int
+
+    @property
+    def is_hf(self) -> bool:
+        return self.type in HF_VISION_ENCODERS
+
+
+def read_vision_spec(vision: Any) -> VisionSpec:
+    if vision is None:
+        raise ModelBuildError("[vlm] is set but [vision_encoder] is missing", "vision_encoder",
+                              "add a [vision_encoder] section (type = \"random\" for a stub)")
+    spec = VisionSpec(
+        type=_as_str(_get(vision, "type", "random")),
+        path=_as_str(_get(vision, "path", "") or ""),
+        feature_dim=as_int(_get(vision, "feature_dim", 0), "vision_encoder.feature_dim"),
+        num_tokens=as_int(_get(vision, "num_tokens", 0), "vision_encoder.num_tokens"),
+    )
+    _choice(spec.type, VISION_ENCODERS, "vision_encoder.type")
+    _require(spec.feature_dim >= 0, "vision_encoder.feature_dim must be non-negative",
+             "vision_encoder.feature_dim", "use 0 to take the encoder's own width")
+    _require(spec.num_tokens >= 0, "vision_encoder.num_tokens must be non-negative",
+             "vision_encoder.num_tokens", "use 0 to take the encoder's own token count")
+    return spec
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    type: str = "mlp_2layer"
+    hidden_dim: int = 0
+    activation: str = "gelu"
+    pool_window: int = 2
+    pool_heads: int = 16
+
+    @property
+    def is_pooling(self) -> bool:
+        return self.type in POOLING_ADAPTERS
+
+
+def read_adapter_spec(adapter: Any) -> AdapterSpec:
+    if adapter is None:
+        # The reference materializes the default adapter whenever [vlm] is set.
+        return AdapterSpec()
+    spec = AdapterSpec(
+        type=_as_str(_get(adapter, "type", "mlp_2layer")),
+        hidden_dim=as_int(_get(adapter, "hidden_dim", 0), "adapter.hidden_dim"),
+        activation=_as_str(_get(adapter, "activation", "gelu")),
+        pool_window=as_int(_get(adapter, "pool_window", 2), "adapter.pool_window"),
+        pool_heads=as_int(_get(adapter, "pool_heads", 16), "adapter.pool_heads"),
+    )
+    _choice(spec.type, ADAPTER_TYPES, "adapter.type")
+    _choice(spec.activation, ADAPTER_ACTIVATIONS, "adapter.activation")
+    _require(spec.hidden_dim >= 0, "adapter.hidden_dim must be non-negative",
+             "adapter.hidden_dim", "use 0 to match model.dim")
+    _require(spec.pool_window > 0, "adapter.pool_window must be positive",
+             "adapter.pool_window", "use 2 for images, 3 for video")
+    _require(spec.pool_heads > 0, "adapter.pool_heads must be positive",
+             "adapter.pool_heads", "use a head count that divides the vision feature dim")
+    return spec
+
+
+def pooled_token_count(num_tokens: int, window: int, *, require_divisible: bool,
+                       tokens_key: str = "vision_encoder.num_tokens") -> int:
+    """Tokens left after pooling a square patch grid with a window x window kernel."""
+    _require(num_tokens > 0, f"pooling needs a positive token count (got {num_tokens})",
+             tokens_key, "use an encoder that emits patch tokens")
+    side = math.isqrt(num_tokens)
+    _require(side * side == num_tokens,
+             f"pooling adapters need a square patch grid, but the encoder emits {num_tokens} "
+             "tokens (not a perfect square)", tokens_key,
+             "use a token count that is a perfect square (strip any CLS token), "
+             "or a projection adapter (mlp_2layer / linear)")
+    if require_divisible:
+        _require(side % window == 0,
+                 f"attentional_pool needs the {side}x{side} patch grid divisible by "
+                 f"adapter.pool_window ({window})", "adapter.pool_window",
+                 f"pick a pool_window that divides {side}, or use adapter.type = \"avgpool\"")
+    per_side = -(-side // window)
+    return per_side * per_side
+
+
+@dataclass(frozen=True)
+class VLMSpec:
+    arch: str
+    max_text_len: int
+    cross_attention_every_n_layers: int = 4
+    cross_attention_n_heads: int = 0
+    cross_attention_n_kv_heads: int = 0
+    mot_modalities: tuple[str, ...] = ("image", "text")
+    mot_image_n_heads: int = 0
+    mot_image_n_kv_heads: int = 0
+    moma_modalities: tuple[str, ...] = ("image", "text")
+    moma_experts_per_modality: dict[str, int] = field(default_factory=dict)
+    moma_capacity_factor: float = 0.0
+
+    @property
+    def places_images_in_residual(self) -> bool:
+        # Cross-attention feeds images as side-channel K/V; every other arch
+        # prepends them to the text sequence.
+        return self.arch != "cross_attention"
+
+    def cross_attention_heads(self, model_n_heads: int) -> tuple[int, int]:
+        heads = self.cross_attention_n_heads or model_n_heads
+        return heads, self.cross_attention_n_kv_heads or heads
+
+    def mot_image_heads(self, model_n_heads: int, model_n_kv_heads: int) -> tuple[int, int]:
+        heads = self.mot_image_n_heads or model_n_heads
+        return heads, self.mot_image_n_kv_heads or model_n_kv_heads or heads
+
+
+def cross_attention_after_layers(n_layers: int, every: int) -> list[int]:
+    """Text-layer index each cross-attention block runs after, in block order."""
+    if every <= 0:
+        return []
+    return [(block + 1) * every - 1 for block in range(n_layers // every)]
+
+
+def _modalities(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise ModelBuildError(f"{key} must be a list of modality names (got {value!r})", key,
+                              f'use e.g. {key} = ["image", "text"]')
+    names = tuple(_as_str(v) for v in value)
+    _require(len(names) >= 2 and "image" in names and "text" in names,
+             f"{key} must name at least 'image' and 'text' (got {list(names)})", key,
+             f'use e.g. {key} = ["image", "text"]')
+    _require(len(set(names)) == len(names), f"{key} has duplicates: {list(names)}", key,
+             "list each modality once")
+    return names
+
+
+def read_vlm_spec(vlm: Any) -> VLMSpec:
+    arch = _choice(_as_str(_get(vlm, "arch", "joint_decoder")), VLM_ARCHES, "vlm.arch")
+    max_text_len = as_int(_get(vlm, "max_text_len", 512), "vlm.max_text_len")
+    _require(max_text_len > 0, "vlm.max_text_len must be positive", "vlm.max_text_len",
+             "set the fixed text padding length, e.g. 512")
+    if arch == "cross_attention":
+        every = as_int(_get(vlm, "cross_attention_every_n_layers", 4),
+                        "vlm.cross_attention_every_n_layers")
+        _require(every > 0, "vlm.cross_attention_every_n_layers must be positive",
+                 "vlm.cross_attention_every_n_layers", "e.g. 4: one block after every 4th layer")
+        heads = as_int(_get(vlm, "cross_attention_n_heads", 0), "vlm.cross_attention_n_heads")
+        kv_heads = as_int(_get(vlm, "cross_attention_n_kv_heads", 0),
+                           "vlm.cross_attention_n_kv_heads")
+        _require(heads >= 0, "vlm.cross_attention_n_heads must be non-negative",
+                 "vlm.cross_attention_n_heads", "use 0 to inherit model.n_heads")
+        _require(kv_heads >= 0, "vlm.cross_attention_n_kv_heads must be non-negative",
+                 "vlm.cross_attention_n_kv_heads", "use 0 to inherit the cross-attention heads")
+        return VLMSpec(arch, max_text_len, cross_attention_every_n_layers=every,
+                       cross_attention_n_heads=heads, cross_attention_n_kv_heads=kv_heads)
+    if arch == "mot":
+        image_heads = as_int(_get(vlm, "mot_image_n_heads", 0), "vlm.mot_image_n_heads")
+        image_kv = as_int(_get(vlm, "mot_image_n_kv_heads", 0), "vlm.mot_image_n_kv_heads")
+        _require(image_heads >= 0, "vlm.mot_image_n_heads must be non-negative",
+                 "vlm.mot_image_n_heads", "use 0 to inherit model.n_heads")
+        _require(image_kv >= 0, "vlm.mot_image_n_kv_heads must be non-negative",
+                 "vlm.mot_image_n_kv_heads", "use 0 to inherit model.n_kv_heads")
+        return VLMSpec(arch, max_text_len,
+                       mot_modalities=_modalities(_get(vlm, "mot_modalities", ("image", "text")),
+                                                  "vlm.mot_modalities"),
+                       mot_image_n_heads=image_heads, mot_image_n_kv_heads=image_kv)
+    if arch == "moma":
+        modalities = _modalities(_get(vlm, "moma_modalities", ("image", "text")),
+                                 "vlm.moma_modalities")
+        raw_experts = _get(vlm, "moma_experts_per_modality", None)
+        if raw_experts is None:
+            raw_experts = {"image": 4, "text": 4}
+        key = "vlm.moma_experts_per_modality"
+        _require(hasattr(raw_experts, "items"), f"{key} must be a table of modality -> count",
+                 key, f"e.g. {key} = {{ image = 4, text = 4 }}")
+        experts = {_as_str(m): as_int(n, f"{key}.{m}") for m, n in raw_experts.items()}
+        missing = [m for m in modalities if m not in experts]
+        extra = sorted(set(experts) - set(modalities))
+        _require(not missing, f"{key} has no entry for {missing}", key,
+                 "give every modality in vlm.moma_modalities an expert count")
+        _require(not extra, f"{key} names modalities not in vlm.moma_modalities: {extra}", key,
+                 "remove them or add them to vlm.moma_modalities")
+        for name, count in experts.items():
+            _require(count > 0, f"{key}.{name} must be positive (got {count})", key,
+                     "use at least 1 expert per modality (arch = \"mot\" for dense FFNs)")
+        capacity = _as_float(_get(vlm, "moma_capacity_factor", 0.0), "vlm.moma_capacity_factor")
+        return VLMSpec(arch, max_text_len, moma_modalities=modalities,
+                       moma_experts_per_modality=experts, moma_capacity_factor=capacity)
+    return VLMSpec(arch, max_text_len)
