@@ -131,9 +131,15 @@ def parse_toml(text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        line, column = (int(found[1]), int(found[2])) if found else (None, None)
-        raise TomlSyntaxError(f"not valid TOML: {exc}", line, column) from None
+        reason = str(exc)
+        found = re.search(r"\s*\(at line (\d+), column (\d+)\)", reason)
+        if found is None:
+            raise TomlSyntaxError(f"not valid TOML: {reason}", None, None) from None
+        line, column = int(found[1]), int(found[2])
+        reason = reason[: found.start()] + reason[found.end():]
+        raise TomlSyntaxError(
+            f"not valid TOML at line {line}, column {column}: {reason}", line, column
+        ) from None
 
 
 def _legacy_value(data: dict[str, Any]) -> Any:
@@ -169,8 +175,13 @@ def convert_text(text: str) -> ConversionResult:
     legacy = _legacy_value(data)
     if legacy is None:
         return ConversionResult(text, False, [])
+    if isinstance(legacy, list):
+        raise ConversionError(
+            "model.vlm is an array of tables, which the legacy layout never accepted; "
+            "fix it by hand"
+        )
     if not isinstance(legacy, dict):
-        raise ConversionError("model.vlm is not a table; fix it by hand")
+        raise ConversionError(f"model.vlm is not a table (it is {_render(legacy)}); fix it by hand")
     return _Converter(text, data, legacy).run()
 
 
@@ -473,34 +484,63 @@ def _dotted(path: tuple[str, ...]) -> str:
 class _Unit:
     """Text moving into one target section."""
 
-    leading_blank: str
+    leading_blank: str  # dropped when the unit opens its section
     text: str
 
 
-@dataclass
-class _FieldSource:
-    line: int
-    kind: str  # "entry" (key/value in the legacy table or dotted in a host), "pair", "subtable"
+_Region = tuple  # (header element index or None for the root table, body element indices)
 
 
 class _Converter:
+    """One conversion: locate the legacy pieces, decide where each field goes,
+    then record edits (removed, replaced, inserted elements) and apply them."""
+
     def __init__(self, text: str, data: dict[str, Any], legacy: dict[str, Any]) -> None:
         self.text = text
         self.data = data
         self.legacy = legacy
         self.newline = "\r\n" if "\r\n" in text else "\n"
         self.elements = _scan(text)
+        self.regions = self._regions()
         self.removed: set[int] = set()
         self.replaced: dict[int, str] = {}
-        # Text inserted before element i (i == len(elements): at the end).
-        # "separate" asks for blank lines around it, for blocks put between
-        # existing content rather than in place of a legacy table.
+        # Text inserted before element i (i == len(elements): at the end), with
+        # a flag asking for blank lines around it: set for blocks added between
+        # existing content rather than in place of the legacy table.
         self.inserted: dict[int, list[tuple[str, bool]]] = {}
+        self.units: dict[str, list[_Unit]] = {section: [] for section in TARGET_SECTIONS}
+        self.vlm_notes: list[str] = []  # comment lines about the legacy table as a whole
+        self.vlm_header_comment = ""  # trailing comment of the legacy table, for [vlm]
+        self.dropped: set[str] = set()  # fields the current layout already holds, same value
 
-    # -- structure -----------------------------------------------------
+    def run(self) -> ConversionResult:
+        main, subtables, hosts = self._locate()
+        first_line, inline_pairs = self._legacy_fields(main, subtables, hosts)
+        forms = {section: self._section_form(section) for section in TARGET_SECTIONS}
+        moves = self._decide(first_line, forms)
 
-    def _regions(self) -> list[tuple[int | None, list[int]]]:
-        regions: list[tuple[int | None, list[int]]] = [(None, [])]
+        block_at: int | None = None
+        block_between = False
+        if main is not None:
+            block_at = self._take_table(main)
+        for host in hosts:
+            at = self._take_from_host(host, inline_pairs)
+            if block_at is None:
+                block_at, block_between = at, True
+        for subtable in subtables:
+            self._move_subtable(subtable)
+        has_legacy_table = main is not None or bool(hosts)
+        self._join_existing_sections(forms)
+        self._add_new_sections(forms, block_at, block_between, has_legacy_table)
+
+        converted = self._assemble()
+        self._verify(converted, first_line, has_legacy_table)
+        return ConversionResult(converted, converted != self.text, moves)
+
+    # -- structure ---------------------------------------------------------
+
+    def _regions(self) -> list[_Region]:
+        regions: list[_Region] = [(None, [])]
         for index, element in enumerate(self.elements):
             if element.kind == "header":
                 regions.append((index, []))
@@ -508,9 +548,18 @@ class _Converter:
                 regions[-1][1].append(index)
         return regions
 
-    def _region_end(self, header: int | None, body: list[int]) -> int:
-        if body:
-            return body[-1] + 1
+    def _body(self, region: _Region) -> _Body:
+        followed_by_header = region[0] != self.regions[-1][0]
+        return _group_body(self.elements, region[1], followed_by_header)
+
+    def _end_of_keys(self, region: _Region, body: _Body) -> int:
+        """Where keys appended to a region go: before its trailing blank lines
+        and comments, else before the next header."""
+        if body.tail:
+            return body.tail[0]
+        header, indices = region
+        if indices:
+            return indices[-1] + 1
         return 0 if header is None else header + 1
 
     def _source(self, index: int) -> str:
@@ -521,6 +570,9 @@ class _Converter:
         return chunk if chunk.endswith("\n") else chunk + self.newline
 
     def _section_form(self, section: str) -> str:
+        """How the current layout writes ``section``: "header" ([section]),
+        "inline" (section = {...}), "dotted" (section.key = ...), "implicit"
+        (only through sub-tables such as [section.sub]) or "absent"."""
         for element in self.elements:
             if element.kind == "header" and element.names == (section,) and not element.is_array:
                 return "header"
@@ -538,209 +590,143 @@ class _Converter:
                 return element.line
         return None
 
-    # -- the conversion --------------------------------------------------
+    # -- analysis --------------------------------------------------------------
 
-    def run(self) -> ConversionResult:
-        regions = self._regions()
-        main: tuple[int, list[int]] | None = None
-        subtables: list[tuple[int, list[int]]] = []
-        hosts: list[tuple[int | None, list[int], list[int]]] = []  # region, body, legacy entries
-        for header, body in regions:
+    def _locate(self) -> tuple[_Region | None, list[_Region], list[tuple[_Region, list[int]]]]:
+        """The [model.vlm] table, its [model.vlm.*] sub-tables, and the tables
+        ([model] or the root) holding `vlm.*` / `vlm = {...}` entries."""
+        main: _Region | None = None
+        subtables: list[_Region] = []
+        hosts: list[tuple[_Region, list[int]]] = []
+        for region in self.regions:
+            header, body = region
             path = self.elements[header].names if header is not None else ()
             if path[:2] == LEGACY_TABLE:
-                if len(path) == 2 and self.elements[header].is_array:
-                    raise ConversionError(
-                        f"line {self.elements[header].line}: [[model.vlm]] is an array of "
-                        "tables, which the legacy layout never accepted; fix it by hand"
-                    )
                 if len(path) == 2:
-                    main = (header, body)
+                    main = region
                 else:
-                    subtables.append((header, body))
+                    subtables.append(region)
                 continue
-            legacy_entries = [
-                i for i in body
-                if self.elements[i].kind == "entry" and self.elements[i].full_path[:2] == LEGACY_TABLE
-            ]
-            if legacy_entries:
-                hosts.append((header, body, legacy_entries))
+            entries = [i for i in body if self.elements[i].kind == "entry"
+                       and self.elements[i].full_path[:2] == LEGACY_TABLE]
+            if entries:
+                hosts.append((region, entries))
         if main is None and not subtables and not hosts:
             raise ConversionError(
                 "model.vlm is written inside an inline [model] table; "
                 "move it to a [model.vlm] table by hand, then rerun kforge convert"
             )
+        return main, subtables, hosts
 
-        # Where each legacy field is written, in file order.
-        sources: dict[str, list[_FieldSource]] = {}
+    def _legacy_fields(
+        self, main: _Region | None, subtables: list[_Region], hosts: list[tuple[_Region, list[int]]],
+    ) -> tuple[dict[str, int], dict[int, list[_Pair]]]:
+        """Each legacy field with the line it is first written on, and the
+        parsed pairs of every `vlm = {...}` entry."""
+        found: list[tuple[int, str]] = []
         inline_pairs: dict[int, list[_Pair]] = {}
-
-        def note(name: str, line: int, kind: str) -> None:
-            sources.setdefault(name, []).append(_FieldSource(line, kind))
-
         if main is not None:
-            for i in main[1]:
-                if self.elements[i].kind == "entry":
-                    note(self.elements[i].names[0], self.elements[i].line, "entry")
-        for _, _, entries in hosts:
+            found += [(self.elements[i].line, self.elements[i].names[0])
+                      for i in main[1] if self.elements[i].kind == "entry"]
+        for _, entries in hosts:
             for i in entries:
                 element = self.elements[i]
-                full = element.full_path
-                if len(full) > 2:
-                    note(full[2], element.line, "entry")
+                if len(element.full_path) > 2:
+                    found.append((element.line, element.full_path[2]))
                     continue
                 if self.text[element.value_start] != "{":
                     raise ConversionError(
                         f"line {element.line}: model.vlm is not a table; fix it by hand"
                     )
-                pairs = _inline_pairs(self.text, element.value_start)
-                inline_pairs[i] = pairs
-                for pair in pairs:
-                    note(pair.keys[0].name, element.line, "pair")
+                inline_pairs[i] = _inline_pairs(self.text, element.value_start)
+                found += [(element.line, pair.keys[0].name) for pair in inline_pairs[i]]
         for header, _ in subtables:
-            note(self.elements[header].names[2], self.elements[header].line, "subtable")
+            found.append((self.elements[header].line, self.elements[header].names[2]))
+        first_line: dict[str, int] = {}
+        for line, name in sorted(found, key=lambda item: item[0]):
+            first_line.setdefault(name, line)
+        return first_line, inline_pairs
 
-        forms = {section: self._section_form(section) for section in TARGET_SECTIONS}
+    def _decide(self, first_line: dict[str, int], forms: dict[str, str]) -> list[Move]:
+        """Move, merge (same value already in the current layout) or refuse."""
         for section in TARGET_SECTIONS:
             if section in self.data and not isinstance(self.data[section], dict):
                 raise ConversionError(
-                    f"line {self._line_of((section,))}: [{section}] is not a table; fix it by hand"
+                    f"line {self._line_of((section,))}: {section} is not a table; fix it by hand"
                 )
-
         moves: list[Move] = []
-        dropped: set[str] = set()  # fields the current layout already sets to the same value
         conflicts: list[Conflict] = []
-        for name, where in sources.items():
+        for name, line in first_line.items():
             section, target = legacy_target(name)
             legacy_key = _dotted((*LEGACY_TABLE, name))
             current_key = f"{section}.{target}"
-            moves.append(Move(legacy_key, current_key, where[0].line))
+            moves.append(Move(legacy_key, current_key, line))
             current = self.data.get(section)
             if isinstance(current, dict) and target in current:
                 if _same_value(self.legacy[name], current[target]):
-                    dropped.add(name)
+                    self.dropped.add(name)
                 else:
                     conflicts.append(Conflict(
-                        legacy_key, current_key, self.legacy[name], current[target], where[0].line,
+                        legacy_key, current_key, self.legacy[name], current[target], line,
                     ))
             elif forms[section] in ("inline", "dotted"):
+                shape = "an inline table" if forms[section] == "inline" else "dotted keys"
                 raise ConversionError(
-                    f"line {where[0].line}: {legacy_key} would move into [{section}], which is "
-                    f"written as {'an inline table' if forms[section] == 'inline' else 'dotted keys'} "
-                    f"(line {self._line_of((section,))}); turn it into a [{section}] table by hand, "
-                    "then rerun kforge convert"
+                    f"line {line}: {legacy_key} would move into [{section}], which is written "
+                    f"as {shape} (line {self._line_of((section,))}); turn it into a "
+                    f"[{section}] table by hand, then rerun kforge convert"
                 )
         if conflicts:
             raise ConversionConflict(self._conflict_message(conflicts), conflicts)
+        return moves
 
-        units: dict[str, list[_Unit]] = {section: [] for section in TARGET_SECTIONS}
-        vlm_notes: list[str] = []  # comment lines about the legacy table as a whole
-        vlm_header_comment = ""  # trailing comment of the legacy header, for [vlm]
-        block_at: int | None = None
-        block_separate = False
+    # -- edits -----------------------------------------------------------------
 
-        if main is not None:
-            header, body_indices = main
-            head = self.elements[header]
-            if head.comment_start >= 0:
-                vlm_header_comment = self.text[head.after_key_syntax:head.end].rstrip("\r\n")
-            body = _group_body(self.elements, body_indices, header != regions[-1][0])
-            vlm_notes.extend(self._source(i) for i in body.header_comments)
-            for chunk in body.chunks:
-                self._add_chunk(chunk, self.elements[chunk.entry].keys[0], dropped, units)
-            self.removed.add(header)
-            self.removed.update(body.header_comments)
-            for chunk in body.chunks:
-                self.removed.update(chunk.indices)
-            block_at = body.tail[0] if body.tail else self._region_end(header, body_indices)
+    def _take_table(self, region: _Region) -> int:
+        """Move every key of [model.vlm]; returns where the new sections go."""
+        header, _ = region
+        head = self.elements[header]
+        if head.comment_start >= 0:
+            self.vlm_header_comment = self.text[head.after_key_syntax:head.end].rstrip("\r\n")
+        body = self._body(region)
+        self.vlm_notes.extend(self._source(i) for i in body.header_comments)
+        for chunk in body.chunks:
+            self._add_chunk(chunk, self.elements[chunk.entry].keys[0])
+        self.removed.add(header)
+        self.removed.update(body.header_comments)
+        for chunk in body.chunks:
+            self.removed.update(chunk.indices)
+        return self._end_of_keys(region, body)
 
-        for header, body_indices, entries in hosts:
-            body = _group_body(self.elements, body_indices, header != regions[-1][0])
-            legacy_chunks = [chunk for chunk in body.chunks if chunk.entry in entries]
-            for chunk in legacy_chunks:
-                element = self.elements[chunk.entry]
-                if chunk.entry in inline_pairs:
-                    self._add_inline(chunk, inline_pairs[chunk.entry], dropped, units, vlm_notes)
-                    if element.comment_start >= 0 and not vlm_header_comment:
-                        vlm_header_comment = self.text[element.value_end:element.end].rstrip("\r\n")
-                    elif element.comment_start >= 0:
-                        vlm_notes.append(self._comment_line(element))
-                else:
-                    field_part = element.keys[len(LEGACY_TABLE) - len(element.table)]
-                    self._add_chunk(chunk, field_part, dropped, units)
-            self._remove_from_host(body, legacy_chunks)
-            if block_at is None:
-                block_at = body.tail[0] if body.tail else self._region_end(header, body_indices)
-                block_separate = True
-
-        for header, body_indices in subtables:
-            self._move_subtable(header, body_indices, dropped)
-
-        # Keys whose target section already exists as a [section] table join it.
-        for section in TARGET_SECTIONS:
-            if forms[section] != "header":
-                continue
-            extra = list(units[section])
-            if section == "vlm":
-                notes = vlm_notes[:]
-                if vlm_header_comment:
-                    notes.insert(0, vlm_header_comment.strip() + self.newline)
-                if notes:
-                    extra.insert(0, _Unit("", "".join(self._with_newline(n) for n in notes)))
-            if extra:
-                region = next(r for r in regions if r[0] is not None
-                              and self.elements[r[0]].names == (section,)
-                              and not self.elements[r[0]].is_array)
-                body = _group_body(self.elements, region[1], region[0] != regions[-1][0])
-                at = body.tail[0] if body.tail else self._region_end(*region)
-                self.inserted.setdefault(at, []).append((self._join_units(extra), False))
-
-        sections_text: list[str] = []
-        has_legacy_table = main is not None or bool(hosts)
-        for section in TARGET_SECTIONS:
-            form = forms[section]
-            if form == "header":
-                continue
-            notes = ""
-            if section == "vlm":
-                notes = "".join(self._with_newline(n) for n in vlm_notes)
-            content = self._join_units(units[section])
-            if form in ("inline", "dotted"):
-                # Only comments of dropped duplicates can reach here (moves were
-                # refused above); a new [section] header would redefine the table.
-                if section == "vlm" and vlm_header_comment:
-                    notes = vlm_header_comment.strip() + self.newline + notes
-                if notes or content:
-                    sections_text.append(notes + content)
-                continue
-            if not (units[section] or (section == "vlm" and has_legacy_table)):
-                continue
-            header_line = f"[{section}]" + (vlm_header_comment if section == "vlm" else "")
-            sections_text.append(header_line + self.newline + notes + content)
-        if sections_text and block_at is not None:
-            block = self.newline.join(sections_text)
-            self.inserted.setdefault(block_at, []).append((block, block_separate))
-
-        converted = self._assemble()
-        self._verify(converted, sources, dropped, has_legacy_table)
-        return ConversionResult(converted, converted != self.text, moves)
-
-    # -- building pieces ---------------------------------------------------
+    def _take_from_host(
+        self, host: tuple[_Region, list[int]], inline_pairs: dict[int, list[_Pair]],
+    ) -> int:
+        """Move the `vlm.*` / `vlm = {...}` entries out of [model] or the root
+        table; returns where the new sections go (right after that table's keys)."""
+        region, entries = host
+        body = self._body(region)
+        legacy_chunks = [chunk for chunk in body.chunks if chunk.entry in entries]
+        for chunk in legacy_chunks:
+            element = self.elements[chunk.entry]
+            if chunk.entry in inline_pairs:
+                self._add_inline(chunk, inline_pairs[chunk.entry])
+            else:
+                # The field is the key part after "vlm" ([model]) or "model.vlm" (root).
+                self._add_chunk(chunk, element.keys[len(LEGACY_TABLE) - len(element.table)])
+        self._remove_from_host(body, legacy_chunks)
+        return self._end_of_keys(region, body)
 
     def _comment_line(self, element: _Element) -> str:
+        """The trailing comment of ``element`` as a line of its own."""
         indent = self.text[element.start:element.key_start]
         comment = self.text[element.comment_start:element.end].rstrip("\r\n")
         return indent + comment + self.newline
 
-    def _rewritten_entry(self, index: int, field_part: _KeyPart) -> str:
-        element = self.elements[index]
-        section, target = legacy_target(field_part.name)
+    def _renamed_key(self, field_part: _KeyPart, end: int) -> str:
+        """The key text from ``field_part`` to ``end``, with the field renamed."""
+        _, target = legacy_target(field_part.name)
         head = target if target != field_part.name else self.text[field_part.start:field_part.end]
-        line = (
-            self.text[element.start:element.key_start]
-            + head
-            + self.text[field_part.end:element.end]
-        )
-        return self._with_newline(line)
+        return head + self.text[field_part.end:end]
 
     def _split_prefix(self, prefix: list[int]) -> tuple[str, str]:
         """Leading blank lines of a chunk, and the rest of its prefix."""
@@ -749,46 +735,44 @@ class _Converter:
         rest = "".join(self._source(i) for i in prefix[cut:])
         return blank, rest
 
-    def _add_chunk(
-        self, chunk: _Chunk, field_part: _KeyPart, dropped: set[str], units: dict[str, list[_Unit]]
-    ) -> None:
+    def _add_chunk(self, chunk: _Chunk, field_part: _KeyPart) -> None:
+        element = self.elements[chunk.entry]
         section, _ = legacy_target(field_part.name)
         blank, prefix = self._split_prefix(chunk.prefix)
         suffix = "".join(self._with_newline(self._source(i)) for i in chunk.suffix)
-        if field_part.name in dropped:
+        if field_part.name in self.dropped:
             # The current layout already holds this value: drop the key, keep its comments.
-            element = self.elements[chunk.entry]
             own = self._comment_line(element) if element.comment_start >= 0 else ""
             kept = prefix + own + suffix
             if kept.strip():
-                units[section].append(_Unit(blank, self._with_newline(kept)))
+                self.units[section].append(_Unit(blank, self._with_newline(kept)))
             return
-        body = self._rewritten_entry(chunk.entry, field_part)
-        units[section].append(_Unit(blank, prefix + body + suffix))
+        line = (self.text[element.start:element.key_start]
+                + self._renamed_key(field_part, element.end))
+        self.units[section].append(_Unit(blank, prefix + self._with_newline(line) + suffix))
 
-    def _add_inline(
-        self,
-        chunk: _Chunk,
-        pairs: list[_Pair],
-        dropped: set[str],
-        units: dict[str, list[_Unit]],
-        vlm_notes: list[str],
-    ) -> None:
+    def _add_inline(self, chunk: _Chunk, pairs: list[_Pair]) -> None:
+        """Split `vlm = {...}` into one line per pair; its comments describe the
+        table as a whole, so they go to [vlm]."""
         element = self.elements[chunk.entry]
         _, prefix = self._split_prefix(chunk.prefix)
         if prefix:
-            vlm_notes.append(prefix)
+            self.vlm_notes.append(prefix)
+        if element.comment_start >= 0 and not self.vlm_header_comment:
+            self.vlm_header_comment = self.text[element.value_end:element.end].rstrip("\r\n")
+        elif element.comment_start >= 0:
+            self.vlm_notes.append(self._comment_line(element))
         indent = self.text[element.start:element.key_start]
         for pair in pairs:
             part = pair.keys[0]
-            if part.name in dropped:
+            if part.name in self.dropped:
                 continue
-            section, target = legacy_target(part.name)
-            head = target if target != part.name else self.text[part.start:part.end]
-            line = indent + head + self.text[part.end:pair.value_end] + self.newline
-            units[section].append(_Unit("", line))
+            section, _ = legacy_target(part.name)
+            line = indent + self._renamed_key(part, pair.value_end) + self.newline
+            self.units[section].append(_Unit("", line))
         if chunk.suffix:
-            vlm_notes.append("".join(self._with_newline(self._source(i)) for i in chunk.suffix))
+            self.vlm_notes.append(
+                "".join(self._with_newline(self._source(i)) for i in chunk.suffix))
 
     def _join_units(self, units: list[_Unit]) -> str:
         return "".join(
@@ -834,10 +818,11 @@ class _Converter:
             count += 1
         return count
 
-    def _move_subtable(self, header: int, body_indices: list[int], dropped: set[str]) -> None:
+    def _move_subtable(self, region: _Region) -> None:
+        header, body_indices = region
         head = self.elements[header]
-        name_part = head.keys[2]
-        if name_part.name in dropped:
+        field_part = head.keys[2]
+        if field_part.name in self.dropped:
             # Same value already in the current layout: drop the table, keep its comments.
             self.removed.add(header)
             if head.comment_start >= 0:
@@ -850,15 +835,65 @@ class _Converter:
                 elif element.kind == "entry":
                     self.removed.add(i)
             return
-        section, target = legacy_target(name_part.name)
-        head_text = target if target != name_part.name else self.text[name_part.start:name_part.end]
+        section, _ = legacy_target(field_part.name)
         self.replaced[header] = (
             self.text[head.start:head.key_start]
-            + f"{section}.{head_text}"
-            + self.text[name_part.end:head.end]
+            + f"{section}."
+            + self._renamed_key(field_part, head.end)
         )
 
-    # -- output --------------------------------------------------------------
+    def _vlm_notes_text(self, header_comment_as_line: bool) -> str:
+        notes = "".join(self._with_newline(note) for note in self.vlm_notes)
+        if header_comment_as_line and self.vlm_header_comment:
+            notes = self.vlm_header_comment.strip() + self.newline + notes
+        return notes
+
+    def _join_existing_sections(self, forms: dict[str, str]) -> None:
+        """Keys whose target is an existing [section] table are appended to it."""
+        for section in TARGET_SECTIONS:
+            if forms[section] != "header":
+                continue
+            text = self._join_units(self.units[section])
+            if section == "vlm":
+                text = self._vlm_notes_text(header_comment_as_line=True) + text
+            if not text:
+                continue
+            region = next(r for r in self.regions if r[0] is not None
+                          and self.elements[r[0]].names == (section,)
+                          and not self.elements[r[0]].is_array)
+            at = self._end_of_keys(region, self._body(region))
+            self.inserted.setdefault(at, []).append((text, False))
+
+    def _add_new_sections(
+        self, forms: dict[str, str], block_at: int | None, between: bool, has_legacy_table: bool,
+    ) -> None:
+        """[vision_encoder], [adapter] (only with keys) and [vlm], in that order.
+        [vlm] is written even when empty: its presence is what makes a VLM run."""
+        sections: list[str] = []
+        for section in TARGET_SECTIONS:
+            form = forms[section]
+            if form == "header":
+                continue
+            content = self._join_units(self.units[section])
+            if form in ("inline", "dotted"):
+                # Only comments of merged keys get here (moves into such sections
+                # were refused); a [section] header would define the table twice.
+                notes = self._vlm_notes_text(header_comment_as_line=True) if section == "vlm" else ""
+                if notes or content:
+                    sections.append(notes + content)
+                continue
+            if not (self.units[section] or (section == "vlm" and has_legacy_table)):
+                continue
+            header_line = f"[{section}]"
+            notes = ""
+            if section == "vlm":
+                header_line += self.vlm_header_comment
+                notes = self._vlm_notes_text(header_comment_as_line=False)
+            sections.append(header_line + self.newline + notes + content)
+        if sections and block_at is not None:
+            self.inserted.setdefault(block_at, []).append((self.newline.join(sections), between))
+
+    # -- output ------------------------------------------------------------------
 
     def _assemble(self) -> str:
         out: list[str] = []
@@ -890,14 +925,11 @@ class _Converter:
         emit_inserts(len(self.elements))
         return "".join(out)
 
-    def _verify(
-        self, converted: str, sources: dict[str, list[_FieldSource]], dropped: set[str],
-        has_legacy_table: bool,
-    ) -> None:
+    def _verify(self, converted: str, first_line: dict[str, int], has_legacy_table: bool) -> None:
         """The converted text must hold exactly the original data, moved."""
         expected = copy.deepcopy(self.data)
         del expected["model"]["vlm"]
-        for name in sources:
+        for name in first_line:
             section, target = legacy_target(name)
             expected.setdefault(section, {})[target] = copy.deepcopy(self.legacy[name])
         if has_legacy_table:
@@ -906,9 +938,9 @@ class _Converter:
             actual = parse_toml(converted)
         except TomlSyntaxError as exc:
             raise RuntimeError(f"convert produced invalid TOML ({exc.message})") from None
-        for doc in (expected, actual):
-            if doc.get("model") == {}:
-                del doc["model"]
+        for document in (expected, actual):
+            if document.get("model") == {}:
+                del document["model"]
         if not _same_value(expected, actual):
             raise RuntimeError("convert produced a file whose data differs from the input")
 
@@ -916,11 +948,10 @@ class _Converter:
         lines = ["the legacy [model.vlm] table and the current layout set the same field differently:"]
         for conflict in conflicts:
             section, target = conflict.current_key.split(".", 1)
-            current_line = self._line_of((section, target))
             lines.append(
                 f"  {conflict.legacy_key} = {_render(conflict.legacy_value)} (line {conflict.line})"
                 f" vs {conflict.current_key} = {_render(conflict.current_value)}"
-                f" (line {current_line})"
+                f" (line {self._line_of((section, target))})"
             )
         lines.append("keep one value, delete the other key, then rerun kforge convert")
         return "\n".join(lines)

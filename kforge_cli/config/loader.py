@@ -610,13 +610,13 @@ def _unknown_hint(cls: type, key: str, name: str) -> str:
         if owners:
             return (f"{name} belongs to vlm.arch = {owners[0]!r}; this file's arch is {cls().arch!r} "
                     f"(set arch = {owners[0]!r} or remove {name})")
-    close = _close(name, known)
-    if close:
-        return f"did you mean {key}.{close}?"
     elsewhere = sorted(section for section, names in _section_fields().items()
                        if name in names and section != key)
     if elsewhere:
         return f"{name} belongs to [{elsewhere[0]}]: move it there"
+    close = _close(name, known)
+    if close:
+        return f"did you mean {key}.{close}?"
     return f"valid keys of [{key}]: {', '.join(known)}"
 
 

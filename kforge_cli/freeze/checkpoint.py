@@ -211,7 +211,8 @@ _HF_BLOCK_RENAMES = {
 }
 # Components that only the HF layout has; KempnerForge names never contain them.
 _HF_MARKER = re.compile(
-    r"model\.(embed_tokens\.|layers\.\d+\.(self_attn|input_layernorm|post_attention_layernorm)\.)")
+    r"lm_head\.weight$"
+    r"|model\.(embed_tokens\.|layers\.\d+\.(self_attn|input_layernorm|post_attention_layernorm)\.)")
 
 
 def _strip_wrappers(name: str) -> str:
@@ -437,7 +438,15 @@ def _follow_latest(run_dir: str) -> tuple[str, str]:
         target, how = os.path.normpath(os.path.join(run_dir, link)), "file"
     else:
         return pointer, "directory"
-    _stat(target, "`latest` target")
+    try:
+        os.stat(target)
+    except FileNotFoundError:
+        raise CheckpointError(f"latest -> {link}, which does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CheckpointError(f"latest -> {link} is a symlink loop "
+                                  f"({_link_chain(pointer)})") from None
+        raise _os_error(exc, target, "`latest` target") from None
     return target, how
 
 

@@ -21,7 +21,7 @@ from kforge_cli.freeze.simulate import Analysis, FreezePolicy, SpecRef, analyse
 
 __all__ = [
     "FreezeMetaMismatch", "FreezePlan", "ParamRecord", "PlanRow", "RowCell", "SpecRef", "StagePlan",
-    "StepState", "UnknownPart", "compare_freeze_metadata", "config_freeze_findings",
+    "StepState", "UnknownPart", "compare_freeze_metadata", "row_cells", "config_freeze_findings",
     "effective_freeze_error", "effective_freeze_specs", "expected_freeze_metadata", "plan_freeze", "records_from",
     "state_at_step",
 ]
@@ -108,6 +108,7 @@ class PlanRow:
     numel: int
     unknown_prefixes: tuple[str, ...]
     cells: list[RowCell]  # one per stage
+    mask: int = field(default=0, repr=False, compare=False)
 
 
 @dataclass
@@ -194,6 +195,10 @@ class StepState:
     fresh_run_frozen: list[str] | None  # None: a fresh run never reaches this step
     resume_frozen: list[str]  # a run resumed from a checkpoint saved at this step
     reached: bool
+    # Per unbuilt component: True frozen, False trainable, None partly / cannot tell.
+    unknown_frozen: dict[str, bool | None] = field(default_factory=dict)
+    fresh_run_unknown_frozen: dict[str, bool | None] = field(default_factory=dict)
+    resume_unknown_frozen: dict[str, bool | None] = field(default_factory=dict)
 
 
 def _names(mask: int, names: Sequence[str]) -> list[str]:
@@ -312,14 +317,13 @@ def plan_freeze(params: Iterable[Any], vlm: Any, max_steps: int | None, *,
         for boundary in boundaries:
             state = analysis.design[boundary].state
             cells.append(_cell(mask, state.mask, numels, [state.unknown[prefix_index[p]] for p in reach]))
-        rows.append(PlanRow(label, kind, patterns, popcount(mask), _numel(mask, numels), reach, cells))
+        rows.append(PlanRow(label, kind, patterns, popcount(mask), _numel(mask, numels), reach, cells, mask))
 
     findings: list[Finding] = []
     if vlm is not None:
         ctx = Context(names, numels, analysis.construction.state.mask, boundaries,
                       {a: matcher.select(a).mask for a in aliases}, [u.prefix for u in unknown])
-        masks = {spec.module: matcher.select(spec.module).mask for spec in policy.all_specs()}
-        findings += kf301(policy, max_steps, dyn_ckpt_covers_step0, ctx, masks)
+        findings += kf301(policy, max_steps, dyn_ckpt_covers_step0, ctx, matcher)
         findings += kf302(policy, _fresh_vs_plan(analysis), ctx)
         findings += kf306(policy, max_steps)
         findings += parameter_rules(analysis, ctx)
@@ -395,19 +399,37 @@ def state_at_step(plan: FreezePlan, step: int) -> StepState:
     names = [p.name for p in plan.params]
     if a is None:  # a plan built by hand: only the DESIGN view is known
         return StepState(step, index, stage, stage.frozen, stage.fresh_run_frozen,
-                         stage.resume_frozen or stage.frozen, True)
+                         stage.resume_frozen or stage.frozen, True, dict(stage.unknown_frozen))
+    prefixes = [u.prefix for u in plan.unknown]
     reached = a.reached(step)
     fresh: list[str] | None = None
+    fresh_unknown: dict[str, bool | None] = {}
     if reached:
         trace = a.build.fork()
         for s in a.policy.ordered_stages:
             if 1 <= s.start_step <= step:
                 trace.apply_all(s.specs)
         fresh = _names(trace.state.mask, names)
+        fresh_unknown = dict(zip(prefixes, trace.state.unknown))
     resumed = a.build.fork()
     if a.policy.has_schedule:
         resumed.apply_all(a.policy.effective_specs(step))
-    return StepState(step, index, stage, stage.frozen, fresh, _names(resumed.state.mask, names), reached)
+    return StepState(step, index, stage, stage.frozen, fresh, _names(resumed.state.mask, names), reached,
+                     dict(stage.unknown_frozen), fresh_unknown, dict(zip(prefixes, resumed.state.unknown)))
+
+
+def row_cells(plan: FreezePlan, frozen: Iterable[str],
+              unknown_frozen: dict[str, bool | None] | None = None) -> list[RowCell]:
+    """Row cells (aliases, then top-level modules) for an arbitrary frozen set."""
+    frozen_set = set(frozen)
+    mask = 0
+    for i, p in enumerate(plan.params):
+        if p.name in frozen_set:
+            mask |= 1 << i
+    numels = [p.numel for p in plan.params]
+    unknown_frozen = unknown_frozen or {}
+    return [_cell(row.mask, mask, numels, [unknown_frozen.get(p) for p in row.unknown_prefixes])
+            for row in plan.rows]
 
 
 # --- config-only entry points ---------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 from kforge_cli.config.vlm import module_patterns_for
 from kforge_cli.findings import Finding, error, warning
-from kforge_cli.freeze.matching import alias_patterns, indices, popcount
+from kforge_cli.freeze.matching import Matcher, alias_patterns, indices, popcount
 from kforge_cli.freeze.simulate import CONSTRUCTION, Analysis, FreezePolicy, SpecRef, StageRef, Trace
 from kforge_cli.freeze.units import human_count, plural
 
@@ -115,7 +115,7 @@ def _toml_list(items: Sequence[str]) -> str:
 
 
 def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bool,
-          ctx: Context | None = None, masks: dict[str, int] | None = None) -> list[Finding]:
+          ctx: Context | None = None, matcher: Matcher | None = None) -> list[Finding]:
     out = []
     aliases = list(policy.module_patterns)
     for spec in policy.all_specs():
@@ -126,11 +126,15 @@ def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bo
             continue  # never evaluated in this run; KF306 reports the dead stage
         where = "at build time" if spec.is_base else f"when the stage fires at step {spec.start_step}"
         applied = f"{where} it is applied as a raw fnmatch pattern"
-        if ctx is not None and masks is not None:
-            mask = masks.get(spec.module, 0)
+        selection = matcher.select(spec.module) if matcher is not None else None
+        if ctx is not None and selection is not None:
+            mask = selection.mask
             applied += (f", matching {plural(popcount(mask), 'parameter')} "
                         f"({human_count(ctx.numel(mask))} elements)" if mask else
-                        ", matching no parameter")
+                        ", matching no built parameter")
+            unseen = sorted(selection.covered_unknown | selection.touched_unknown)
+            if unseen:
+                applied += f" (it may match parameters of the unbuilt {', '.join(map(repr, unseen))})"
         if step == 0:
             when = ("at trainer startup: checkpoint.dyn_ckpt_window covers step 0, so the "
                     "step-0 checkpoint records its freeze metadata before the first step")
@@ -154,8 +158,8 @@ def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bo
             "Setting [vlm.module_patterns] REPLACES the default aliases, so re-list the ones "
             f"you still use" + (f": {relist}" if relist else ""))
         data: dict[str, Any] = {"module": spec.module, "start_step": spec.start_step, "step": step}
-        if ctx is not None and masks is not None:
-            data.update(ctx.data(masks.get(spec.module, 0)))
+        if ctx is not None and selection is not None:
+            data.update(ctx.data(selection.mask))
         out.append(error("KF301", message, f"{spec.key}.module", hint, lifecycle, **data))
     return out
 

@@ -51,7 +51,7 @@ def advice(job: JobConfig, data: dict[str, Any], c: Checker) -> None:
         c.warn("KF407", "scheduler.warmup_steps",
                f"scheduler.warmup_steps ({sched.warmup_steps}) >= train.max_steps ({train.max_steps}): the LR "
                "never reaches its peak", f"use fewer warmup steps than train.max_steps, e.g. "
-               f"{max(1, train.max_steps // 10)}")
+               f"{max(1, train.max_steps // 10)}", anchor="train.max_steps")
 
 
 def _vlm_advice(job: JobConfig, vlm: VLMConfig, data: dict[str, Any], c: Checker) -> None:

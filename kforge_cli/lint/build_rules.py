@@ -29,20 +29,78 @@ def encoder_dims(encoder: VisionEncoderConfig) -> tuple[int | None, int | None]:
     return tokens, features
 
 
-def build_rules(job: JobConfig, c: Checker, bad: set[str]) -> None:
-    model = job.model
-    vlm = job.vlm
-    if vlm is None:
-        if ("model", model.model_type) not in registry and "model.model_type" not in bad:
-            c.error("KF103", "model.model_type",
-                    f"Unknown model: {model.model_type!r}. Available: {sorted(registry.list('model'))}",
-                    f"use one of {sorted(registry.list('model'))}")
-    if model.num_experts > 0 and ("router", model.moe_router) not in registry and "model.moe_router" not in bad:
+def _has_moe_layer(model) -> bool:
+    return model.num_experts > 0 and 0 < model.moe_frequency <= model.n_layers
+
+
+def text_build_rules(job: JobConfig, c: Checker, bad: set[str]) -> None:
+    """What building the text backbone asserts, for every arch."""
+    model, vlm = job.model, job.vlm
+    if any(k.startswith("model") for k in bad) or model.n_heads <= 0 or model.dim <= 0:
+        return
+    if vlm is None and job.distributed.pp == 1 and ("model", model.model_type) not in registry:
+        c.error("KF103", "model.model_type",
+                f"Unknown model: {model.model_type!r}. Available: {sorted(registry.list('model'))}",
+                f"use one of {sorted(registry.list('model'))}")
+    if vlm is None and job.distributed.pp > model.n_layers > 0:
+        c.error("KF203", "distributed.pp",
+                f"distributed.pp ({job.distributed.pp}) exceeds model.n_layers ({model.n_layers}): some "
+                "pipeline stage would get no transformer block",
+                f"use at most {model.n_layers} pipeline stages")
+    moma = isinstance(vlm, VLMConfig) and vlm.arch == "moma"
+    if _has_moe_layer(model) and not moma and ("router", model.moe_router) not in registry:
         c.error("KF103", "model.moe_router",
                 f"Unknown router: {model.moe_router!r}. Available: {sorted(registry.list('router'))}",
                 f"use one of {sorted(registry.list('router'))}")
+    head_dim = model.dim // model.n_heads
+    if head_dim % 2:
+        c.error("KF210", "model.n_heads",
+                f"head_dim = model.dim // model.n_heads = {model.dim} // {model.n_heads} = {head_dim} is odd; "
+                "rotary embeddings need an even head dimension (the reference asserts while building)",
+                "choose n_heads so that dim / n_heads is even")
+    dense_ffn = not _has_moe_layer(model) or model.moe_frequency > 1 or isinstance(vlm, CrossAttentionConfig)
+    if dense_ffn and not moma and model.computed_ffn_hidden_dim < 0:
+        key = "model.ffn_hidden_dim" if model.ffn_hidden_dim is not None else "model.ffn_dim_multiplier"
+        c.error("KF103", key, f"the dense FFN width resolves to {model.computed_ffn_hidden_dim}, which torch "
+                "cannot build", "use a positive model.ffn_hidden_dim or ffn_dim_multiplier")
+
+
+def first_step_rules(job: JobConfig, c: Checker) -> None:
+    """Configs the reference builds but whose first forward/backward pass raises.
+
+    Reported as warnings: the reference accepts them through load, validation
+    and model build, and only the first training step fails.
+    """
+    vlm, model = job.vlm, job.model
+    if isinstance(vlm, MoTConfig) and isinstance(vlm.mot_modalities, (tuple, list)) and len(vlm.mot_modalities) > 2:
+        extra = [m for m in vlm.mot_modalities if m not in ("image", "text")]
+        c.warn("KF409", "vlm.mot_modalities",
+               f"vlm.mot_modalities has {len(vlm.mot_modalities)} entries ({', '.join(map(repr, extra))} besides "
+               "image and text): the model builds a stream per modality, but the first forward pass raises "
+               "because only image and text streams are ever fed", 'use mot_modalities = ["image", "text"]')
+    if isinstance(vlm, CrossAttentionConfig) and model.n_heads > 0:
+        heads, kv = vlm.resolved_heads(model.n_heads)
+        if kv > heads or heads % kv:
+            c.warn("KF409", "vlm.cross_attention_n_kv_heads",
+                   f"cross-attention resolves to {heads} query heads and {kv} key/value heads; the blocks build, "
+                   "but the first forward pass fails in scaled-dot-product attention (query heads must be a "
+                   "multiple of key/value heads)", "set vlm.cross_attention_n_kv_heads to a divisor of the query heads")
+    if isinstance(vlm, VLMConfig) and vlm.arch == "moma" and isinstance(getattr(vlm, "moma_modalities", None),
+                                                                          (tuple, list)):
+        extra = [m for m in vlm.moma_modalities if m not in ("image", "text")]
+        if extra:
+            c.warn("KF409", "vlm.moma_modalities",
+                   f"vlm.moma_modalities includes {', '.join(map(repr, extra))}: their expert groups are built "
+                   "but no token is ever routed to them, so they never receive a gradient",
+                   'use moma_modalities = ["image", "text"] unless your data pipeline tags other modalities')
+
+
+def build_rules(job: JobConfig, c: Checker, bad: set[str]) -> None:
+    text_build_rules(job, c, bad)
+    vlm = job.vlm
     if not isinstance(vlm, VLMConfig) or not isinstance(job.vision_encoder, VisionEncoderConfig):
         return
+    model = job.model
     if any(k.startswith(("vlm", "vision_encoder", "adapter", "video", "model")) for k in bad):
         return
     encoder = job.vision_encoder

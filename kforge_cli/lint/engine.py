@@ -46,13 +46,14 @@ def check_file(path: str, *, world_size: int | None = None,
     data = load.source.data if load.source else {}
 
     from kforge_cli.lint.advice import advice, startup_rules
-    from kforge_cli.lint.build_rules import build_rules
+    from kforge_cli.lint.build_rules import build_rules, first_step_rules
 
     for stage, run in (
         ("job validation", lambda c: validate_rules(job, c, world_size, bad)),
         ("model build", lambda c: build_rules(job, c, bad)),
         ("trainer startup", lambda c: startup_rules(job, c, bad)),
         ("training loop", lambda c: _freeze_config_rules(job, c, bad)),
+        ("training loop", lambda c: first_step_rules(job, c)),
         (None, lambda c: advice(job, data, c)),
     ):
         checker = Checker("", stage=stage or "")

@@ -23,7 +23,10 @@ __all__ = [
 
 
 def build_meta_model(job: Any) -> MetaModel:
-    """Build ``job``'s model on the meta device; raise ``ModelBuildError`` where the trainer would fail."""
+    """Build ``job``'s model on the meta device.
+
+    Raises ``ModelBuildError`` wherever the trainer's own model build would fail.
+    """
     from kforge_cli.model.build import build_meta_model as build
 
     return build(job)

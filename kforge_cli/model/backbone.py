@@ -81,9 +81,12 @@ class MoTBlock(nn.Module):
     def __init__(self, spec: TextSpec, modalities: tuple[str, ...], layer_index: int) -> None:
         super().__init__()
         key = "vlm.mot_modalities"
-        self.attn_norm = keyed_modules(modalities, lambda _: make_norm(spec.norm_type, spec.dim), key)
+        def norm(_: str) -> nn.Module:
+            return make_norm(spec.norm_type, spec.dim)
+
+        self.attn_norm = keyed_modules(modalities, norm, key)
         self.attn = MoTAttention(spec, modalities)
-        self.mlp_norm = keyed_modules(modalities, lambda _: make_norm(spec.norm_type, spec.dim), key)
+        self.mlp_norm = keyed_modules(modalities, norm, key)
         self.mlp = keyed_modules(modalities, lambda _: _ffn(spec, layer_index), key)
 
 
@@ -111,37 +114,37 @@ class OutputHead(nn.Module):
         self.proj = Linear(dim, vocab_size)
 
 
+def _block(spec: TextSpec, vlm: VLMSpec | None, layer_index: int) -> nn.Module:
+    if vlm is not None and vlm.arch == "mot":
+        return MoTBlock(spec, vlm.mot_modalities, layer_index)
+    if vlm is not None and vlm.arch == "moma":
+        return MoMaBlock(spec, vlm)
+    return TransformerBlock(spec, layer_index)
+
+
 class Transformer(nn.Module):
     def __init__(self, spec: TextSpec, vlm: VLMSpec | None = None) -> None:
         super().__init__()
         arch = vlm.arch if vlm is not None else None
-        if arch == "mot":
-            _check_mot_heads(spec, vlm)  # type: ignore[arg-type]
+        if vlm is not None and arch == "mot":
+            _check_mot_heads(spec, vlm)
 
         self.token_embedding = TokenEmbedding(spec.vocab_size, spec.dim)
-        if arch == "mot":
-            modalities = vlm.mot_modalities  # type: ignore[union-attr]
-            self.layers = nn.ModuleDict(
-                {str(i): MoTBlock(spec, modalities, i) for i in range(spec.n_layers)})
-        elif arch == "moma":
-            self.layers = nn.ModuleDict(
-                {str(i): MoMaBlock(spec, vlm) for i in range(spec.n_layers)})  # type: ignore[arg-type]
-        else:
-            self.layers = nn.ModuleDict(
-                {str(i): TransformerBlock(spec, i) for i in range(spec.n_layers)})
+        self.layers = nn.ModuleDict(
+            {str(i): _block(spec, vlm, i) for i in range(spec.n_layers)})
 
         # Registered (possibly empty) on every arch so the attribute order matches.
         self.cross_attention_layers = nn.ModuleDict()
-        if arch == "cross_attention":
-            heads, kv_heads = vlm.cross_attention_heads(spec.n_heads)  # type: ignore[union-attr]
-            every = vlm.cross_attention_every_n_layers  # type: ignore[union-attr]
-            for block in range(spec.n_layers // every):
-                self.cross_attention_layers[str(block)] = CrossAttentionBlock(spec, heads, kv_heads)
+        if vlm is not None and arch == "cross_attention":
+            heads, kv_heads = vlm.cross_attention_heads(spec.n_heads)
+            for block in range(spec.n_layers // vlm.cross_attention_every_n_layers):
+                self.cross_attention_layers[str(block)] = CrossAttentionBlock(
+                    spec, heads, kv_heads)
 
         self.norm = make_norm(spec.norm_type, spec.dim)
         self.mot_norms = nn.ModuleDict()
-        if arch == "mot":
-            self.mot_norms = keyed_modules(vlm.mot_modalities,  # type: ignore[union-attr]
+        if vlm is not None and arch == "mot":
+            self.mot_norms = keyed_modules(vlm.mot_modalities,
                                            lambda _: make_norm(spec.norm_type, spec.dim),
                                            "vlm.mot_modalities")
             # MoT normalizes per modality; the shared norm never sees a gradient,

@@ -7,6 +7,9 @@ one the trainer would report.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 from torch import nn
@@ -44,9 +47,23 @@ class VLMWrapper(nn.Module):
 def build_meta_model(job: Any) -> MetaModel:
     text = read_text_spec(getattr(job, "model", None))
     vlm = getattr(job, "vlm", None)
-    if vlm is None:
-        return _build_text_only(job, text)
-    return _build_vlm(job, text, read_vlm_spec(vlm))
+    with _cyclic_gc_paused():
+        if vlm is None:
+            return _build_text_only(job, text)
+        return _build_vlm(job, text, read_vlm_spec(vlm))
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    # A big MoE creates tens of thousands of modules and no garbage; the
+    # collector's repeated full scans would otherwise dominate the build time.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _pipeline_stages(job: Any) -> int:
@@ -145,16 +162,14 @@ def _manifest(module: nn.Module, *, num_image_tokens: int | None,
         ParamInfo(name, tuple(p.shape), p.numel(), not p.requires_grad)
         for name, p in module.named_parameters()
     ]
+    # Persistent buffers are the state_dict entries that are not parameters
+    # (a tied weight shows up there under both of its names).
+    parameter_names = {name for name, _ in module.named_parameters(remove_duplicate=False)}
     buffers = [
-        ParamInfo(name, tuple(b.shape), b.numel(), False)
-        for name, b in module.named_buffers()
-        if _is_persistent(module, name)
+        ParamInfo(name, tuple(tensor.shape), tensor.numel(), False)
+        for name, tensor in module.state_dict(keep_vars=True).items()
+        if name not in parameter_names
     ]
     return MetaModel(module=module, parameters=parameters, unknown=unknown or [],
                      num_image_tokens=num_image_tokens, buffers=buffers)
 
-
-def _is_persistent(root: nn.Module, dotted: str) -> bool:
-    owner_path, _, leaf = dotted.rpartition(".")
-    owner = root.get_submodule(owner_path) if owner_path else root
-    return leaf not in owner._non_persistent_buffers_set

@@ -119,7 +119,9 @@ class TextSpec:
 
     @property
     def dense_ffn_key(self) -> str:
-        return "model.ffn_hidden_dim" if self.ffn_hidden_dim is not None else "model.ffn_dim_multiplier"
+        if self.ffn_hidden_dim is not None:
+            return "model.ffn_hidden_dim"
+        return "model.ffn_dim_multiplier"
 
     @property
     def expert_ffn_hidden_dim(self) -> int:

@@ -10,7 +10,6 @@ are bare ``torch.empty`` tensors on ``meta``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
 
 import torch
 from torch import nn
@@ -19,14 +18,13 @@ from kforge_cli.model.manifest import ModelBuildError
 
 META = torch.device("meta")
 
-_M = TypeVar("_M", bound=nn.Module)
-
 
 def meta_parameter(*shape: int) -> nn.Parameter:
     return nn.Parameter(torch.empty(shape, device=META))
 
 
-def keyed_modules(names: Iterable[str], make: Callable[[str], nn.Module], key: str) -> nn.ModuleDict:
+def keyed_modules(names: Iterable[str], make: Callable[[str], nn.Module],
+                  key: str) -> nn.ModuleDict:
     """A ModuleDict keyed by config-supplied names (modalities).
 
     torch rejects some names (containing '.', empty, clashing with ModuleDict

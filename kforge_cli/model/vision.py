@@ -68,7 +68,7 @@ def build_encoder(spec: VisionSpec) -> EncoderBuild:
             f"vision_encoder.type = {spec.type!r} loads a HuggingFace model, but "
             "vision_encoder.path is empty", "vision_encoder.path",
             "set vision_encoder.path to a HF hub id or a local model directory")
-    loaded = _load_hf_tower(spec.type, spec.path)
+    loaded = _load_hf_tower(spec.path)
     if isinstance(loaded, str):
         return EncoderBuild(UnresolvedVisionEncoder(), spec.feature_dim or None,
                             spec.num_tokens or None, unknown_reason=loaded)
@@ -78,7 +78,7 @@ def build_encoder(spec: VisionSpec) -> EncoderBuild:
                         spec.num_tokens or probed_tokens)
 
 
-def _load_hf_tower(encoder_type: str, path: str) -> tuple[nn.Module, int, int] | str:
+def _load_hf_tower(path: str) -> tuple[nn.Module, int, int] | str:
     """The vision tower on meta plus its (feature_dim, num_tokens), or why it is unknown."""
     try:
         import transformers

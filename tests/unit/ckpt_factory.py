@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickletools
 import warnings
 from pathlib import Path
 
@@ -128,3 +129,33 @@ def save_hf_sharded(directory: Path, named: dict[str, torch.Tensor], shards: int
     (directory / "model.safetensors.index.json").write_text(json.dumps(index))
     (directory / "config.json").write_text(json.dumps({"model_type": "llama"}))
     return directory
+
+
+def pickle_globals(data: bytes) -> set[str]:
+    """Globals a pickle names, found by disassembly (nothing is loaded).
+
+    Tracks just enough of the memo to see through STACK_GLOBAL operands that
+    were fetched with BINGET, as DCP's metadata does for its module name.
+    """
+    found: set[str] = set()
+    memo: dict[int, object] = {}
+    pushed: list[object] = []
+    for opcode, arg, _ in pickletools.genops(data):
+        name = opcode.name
+        if name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            pushed.append(arg)
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(int(arg)))
+        elif name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = pushed[-1] if pushed else None
+        elif name == "STACK_GLOBAL":
+            found.add(f"{pushed[-2]}.{pushed[-1]}")
+            pushed.append(None)
+        elif name in ("GLOBAL", "INST"):
+            found.add(arg.replace(" ", "."))
+            pushed.append(None)
+        else:
+            pushed.append(None)
+    return found

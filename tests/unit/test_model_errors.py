@@ -1,4 +1,4 @@
-"""Every condition under which the reference's model build fails raises ModelBuildError with its key.
+"""Each condition under which the reference's model build fails: ModelBuildError with its key.
 
 Base text model: dim 64, 4 heads, vocab 100; VLM jobs use the random encoder
 (feature_dim 32, 16 tokens) and max_text_len 64 unless a test says otherwise.

@@ -85,7 +85,12 @@ def _run(
     """Process every file; returns True when the exit status should be 1."""
     import sys
 
-    from kforge_cli.config.legacy import ConversionError, convert_text
+    from kforge_cli.config.legacy import (
+        ConversionConflict,
+        ConversionError,
+        TomlSyntaxError,
+        convert_text,
+    )
 
     failed = False
     pending: list[str] = []
@@ -99,14 +104,17 @@ def _run(
             continue
         try:
             result = convert_text(text)
+        except TomlSyntaxError as exc:
+            _complain(f"{path}: {exc.message}")
+            failed = True
+            continue
+        except ConversionConflict as exc:
+            first, *details, advice = exc.message.splitlines()
+            _complain(f"{path}: cannot convert: {first}", [d.strip() for d in details], advice)
+            failed = True
+            continue
         except ConversionError as exc:
-            where = ""
-            line = getattr(exc, "line", None)
-            if line is not None:
-                where = f" (line {line}, column {exc.column})"  # type: ignore[attr-defined]
-            first, *rest = exc.message.splitlines()
-            _complain(f"{path}: cannot convert: {first}{where}" if not rest
-                      else f"{path}: cannot convert: {first}", rest)
+            _complain(f"{path}: cannot convert: {exc.message}")
             failed = True
             continue
 
@@ -128,7 +136,7 @@ def _run(
             continue
         if output is not None:
             if _write_output(path, output, result.text, force):
-                _status(f"converted {path} -> {output} ({_count(result.moves)})" if result.changed
+                _status(f"converted {path} -> {output} ({_count(result.moves)} moved)" if result.changed
                         else f"{path} is already in the current layout; copied to {output}")
             else:
                 failed = True
@@ -138,7 +146,7 @@ def _run(
                 continue
             if _write_in_place(path, result.text, backup, force):
                 kept = f"; original kept as {path}.bak" if backup else ""
-                _status(f"converted {path} in place ({_count(result.moves)}){kept}")
+                _status(f"converted {path} in place ({_count(result.moves)} moved){kept}")
             else:
                 failed = True
 
@@ -152,7 +160,7 @@ def _run(
 
 
 def _count(moves: list) -> str:
-    return "1 key moved" if len(moves) == 1 else f"{len(moves)} keys moved"
+    return "1 legacy key" if len(moves) == 1 else f"{len(moves)} legacy keys"
 
 
 def _read(path: str) -> tuple[str, None] | tuple[None, str]:

@@ -1,0 +1,371 @@
+"""Rendering freeze plans: Rich tables (text and SVG) and the freeze-plan JSON document.
+
+The ``freeze-plan`` command builds one ``PlanReport`` per file and hands the
+list to ``print_reports`` (text), ``plans_document`` (JSON) or ``plans_svg``.
+Everything here is deterministic for a given width with colour off, which the
+golden tests rely on.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from kforge_cli.findings import ERROR, INFO, WARNING, Finding
+from kforge_cli.freeze.plan import (
+    EMPTY,
+    FROZEN,
+    PARTIAL,
+    TRAINABLE,
+    UNKNOWN,
+    FreezePlan,
+    PlanRow,
+    RowCell,
+    StagePlan,
+    row_cells,
+    state_at_step,
+)
+from kforge_cli.freeze.units import human_count, plural
+
+_SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
+_STATE_STYLE = {FROZEN: "cyan", TRAINABLE: "green", PARTIAL: "yellow", UNKNOWN: "magenta", EMPTY: "dim"}
+
+
+@dataclass
+class PlanReport:
+    """One file's result: its plan (None when it could not be planned) and other findings."""
+
+    path: str
+    plan: FreezePlan | None
+    # Loader, model-build and checkpoint findings, listed before the plan's own.
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def all_findings(self) -> list[Finding]:
+        return [*self.findings, *(self.plan.findings if self.plan else [])]
+
+    @property
+    def has_errors(self) -> bool:
+        return any(f.is_error for f in self.all_findings)
+
+
+# --- JSON -----------------------------------------------------------------------------
+
+
+def plan_to_json(plan: FreezePlan, path: str, *, step: int | None = None,
+                 extra_findings: Sequence[Finding] = ()) -> dict[str, Any]:
+    """The DESIGN freeze-plan object for one file (extra keys are additive)."""
+    out: dict[str, Any] = {
+        "path": path,
+        "arch": plan.arch,
+        "total_params": plan.total_numel,
+        "parameters": [_param_json(p) for p in plan.params],
+        "stages": [_stage_json(s) for s in plan.stages],
+        "findings": [f.to_json() for f in [*extra_findings, *plan.findings]],
+        "max_steps": plan.max_steps,
+        "optimizer_params": len(plan.optimizer_param_names),
+        "unknown": [{"prefix": u.prefix, "reason": u.reason} for u in plan.unknown],
+        "notes": list(plan.notes),
+    }
+    if plan.saved_step is not None:
+        out["saved_step"] = plan.saved_step
+    if step is not None:
+        at = state_at_step(plan, step)
+        out["at_step"] = {"step": step, "stage_start_step": at.stage.start_step, "reached": at.reached,
+                          "frozen": at.frozen, "fresh_run_frozen": at.fresh_run_frozen,
+                          "resume_frozen": at.resume_frozen}
+    return out
+
+
+def _param_json(p: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": p.name, "shape": list(p.shape), "numel": p.numel,
+                           "frozen_at_construction": p.frozen_at_construction}
+    if p.stand_in:
+        out["stand_in"] = True
+    return out
+
+
+def _stage_json(s: StagePlan) -> dict[str, Any]:
+    return {
+        "start_step": s.start_step,
+        "end_step": s.end_step,
+        "specs": [{"module": spec.module, "frozen": spec.frozen, "source": spec.key} for spec in s.specs],
+        "frozen": list(s.frozen),
+        "trainable_numel": s.trainable_numel,
+        "frozen_numel": s.frozen_numel,
+        "reached": s.reached,
+        "fresh_run_frozen": s.fresh_run_frozen,
+        "resume_frozen": s.resume_frozen,
+    }
+
+
+def failed_plan_json(path: str, findings: Sequence[Finding]) -> dict[str, Any]:
+    """The plan object of a file that could not be planned (unreadable, invalid, unbuildable)."""
+    return {"path": path, "arch": None, "total_params": 0, "parameters": [], "stages": [],
+            "findings": [f.to_json() for f in findings]}
+
+
+def plans_document(reports: Sequence[PlanReport], *, step: int | None = None) -> dict[str, Any]:
+    plans = []
+    for r in reports:
+        if r.plan is None:
+            plans.append(failed_plan_json(r.path, r.findings))
+        else:
+            plans.append(plan_to_json(r.plan, r.path, step=step, extra_findings=r.findings))
+    return {"version": 1, "plans": plans}
+
+
+# --- text -----------------------------------------------------------------------------
+
+
+def _header(report: PlanReport) -> Text:
+    plan = report.plan
+    text = Text.assemble((report.path, "bold"))
+    if plan is None:
+        text.append("  could not be planned", style="red")
+        return text
+    parts = [plan.arch or "text-only",
+             f"{plural(len(plan.params), 'parameter')}, {human_count(plan.total_numel)} elements"]
+    if plan.max_steps is not None:
+        parts.append(f"max_steps {plan.max_steps}")
+    text.append("  " + "  \u00b7  ".join(parts), style="dim")
+    return text
+
+
+def _stage_heading(plan: FreezePlan, index: int) -> Text:
+    stage = plan.stages[index]
+    text = Text(f"steps {stage.step_range}", style="bold")
+    for spec in stage.specs:
+        verb = "freeze" if spec.frozen else "unfreeze"
+        text.append(f"\n{verb} {spec.module}", style="dim")
+    if not stage.reached and stage.start_step > 0:
+        text.append("\nnever reached", style="red")
+    if stage.fresh_run_frozen is not None and stage.fresh_run_frozen != stage.frozen:
+        text.append("\n! fresh run differs", style="yellow")
+    if stage.resume_frozen is not None and stage.resume_frozen != stage.frozen:
+        text.append("\n! resume differs", style="yellow")
+    if plan.saved_step is not None and plan.saved_stage_index == index:
+        text.append(f"\n\u25c6 checkpoint @{plan.saved_step}", style="bold magenta")
+    return text
+
+
+def _cell_text(cell: RowCell) -> Text:
+    style = _STATE_STYLE[cell.state]
+    if cell.state == EMPTY:
+        return Text("\u2014", style="dim")
+    text = Text(cell.state, style=style)
+    if cell.total_count:
+        if cell.state == PARTIAL:
+            text.append(f"\n{cell.frozen_count}/{cell.total_count} frozen")
+            text.append(f"\n{human_count(cell.frozen_numel)}/{human_count(cell.total_numel)}")
+        else:
+            text.append(f"\n{cell.total_count} \u00b7 {human_count(cell.total_numel)}")
+    if cell.has_unknown:
+        text.append("\n+ not built" if cell.total_count else "\nnot built", style="dim")
+    return text
+
+
+def _totals_text(trainable_numel: int, total_numel: int, trainable_count: int, total_count: int,
+                 has_unknown: bool = False) -> Text:
+    share = f"{100 * trainable_numel / total_numel:.1f}%" if total_numel else "\u2014"
+    text = Text.assemble((f"{human_count(trainable_numel)} \u00b7 {share}", "bold"),
+                         f"\n{trainable_count}/{total_count} params")
+    if has_unknown:
+        text.append("\nbuilt parts only", style="dim")
+    return text
+
+
+def plan_table(plan: FreezePlan) -> Table:
+    """One column per stage, one row per alias and top-level module, and a totals row."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("", no_wrap=True)
+    for i in range(len(plan.stages)):
+        table.add_column(_stage_heading(plan, i), min_width=11, overflow="fold")
+    _add_row_groups(table, plan, lambda i, row: row.cells)
+    table.add_section()
+    table.add_row(Text("trainable", style="bold"),
+                  *[_totals_text(s.trainable_numel, s.trainable_numel + s.frozen_numel,
+                                 s.trainable_count, s.trainable_count + s.frozen_count, bool(plan.unknown))
+                    for s in plan.stages])
+    return table
+
+
+def _add_row_groups(table: Table, plan: FreezePlan,
+                    cells_of: Callable[[int, PlanRow], Sequence[RowCell | None]]) -> None:
+    """Aliases, then top-level modules, each group under a dim title."""
+    first = True
+    for kind, title in (("alias", "aliases"), ("module", "modules")):
+        rows = [(i, r) for i, r in enumerate(plan.rows) if r.kind == kind]
+        if not rows:
+            continue
+        if not first:
+            table.add_section()
+        first = False
+        table.add_row(Text(title, style="dim italic"))
+        for i, row in rows:
+            table.add_row(Text(f" {row.label}"),
+                          *[Text("not reached", style="dim") if c is None else _cell_text(c)
+                            for c in cells_of(i, row)])
+
+
+def params_table(plan: FreezePlan, step: int | None = None) -> Table:
+    """Every parameter with its state per stage (or, with ``step``, plan/fresh/resume at it)."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("parameter", overflow="fold")
+    table.add_column("shape", no_wrap=True)
+    table.add_column("numel", justify="right", no_wrap=True)
+    optimizer = set(plan.optimizer_param_names)
+    if step is None:
+        columns = [(f"steps {s.step_range}", set(s.frozen),
+                    _differing(s.frozen, s.fresh_run_frozen) | _differing(s.frozen, s.resume_frozen))
+                   for s in plan.stages]
+    else:
+        at = state_at_step(plan, step)
+        columns = [(f"plan @{step}", set(at.frozen), set())]
+        columns.append((f"fresh run @{step}", set(at.fresh_run_frozen), set())
+                       if at.fresh_run_frozen is not None else ("fresh run", None, set()))
+        columns.append((f"resumed @{step}", set(at.resume_frozen), set()))
+    for title, _, _ in columns:
+        table.add_column(title, no_wrap=True)
+    table.add_column("optimizer", no_wrap=True)
+    for p in plan.params:
+        name = Text(p.name + (" [ckpt]" if p.stand_in else ""), style="dim" if p.stand_in else "")
+        cells = []
+        for _, frozen, differs in columns:
+            if frozen is None:
+                cells.append(Text("not reached", style="dim"))
+                continue
+            state = FROZEN if p.name in frozen else TRAINABLE
+            cells.append(Text(("frozen" if state == FROZEN else "train") + ("!" if p.name in differs else ""),
+                              style=_STATE_STYLE[state]))
+        in_opt = p.name in optimizer
+        table.add_row(name, "\u00d7".join(map(str, p.shape)) or "scalar", f"{p.numel:,}", *cells,
+                      Text("yes" if in_opt else "no", style="" if in_opt else "yellow"))
+    return table
+
+
+def _differing(plan_frozen: list[str], other: list[str] | None) -> set[str]:
+    return set() if other is None else set(plan_frozen) ^ set(other)
+
+
+def step_table(plan: FreezePlan, step: int) -> Table:
+    """The state at one step: plan, fresh run and resume side by side, per alias and module."""
+    at = state_at_step(plan, step)
+    names = [p.name for p in plan.params]
+    numels = [p.numel for p in plan.params]
+    views: list[tuple[str, list[str] | None]] = [
+        (f"plan (stage {at.stage.step_range})", at.frozen),
+        ("fresh run", at.fresh_run_frozen),
+        (f"resumed at {step}", at.resume_frozen),
+    ]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    for title, _ in views:
+        table.add_column(Text(title, style="bold"), min_width=11)
+    unknown = [at.unknown_frozen, at.fresh_run_unknown_frozen, at.resume_unknown_frozen]
+    per_view = [None if frozen is None else row_cells(plan, frozen, u)
+                for (_, frozen), u in zip(views, unknown)]
+    _add_row_groups(table, plan, lambda i, _row: [None if cells is None else cells[i] for cells in per_view])
+    table.add_section()
+    totals = []
+    total_numel = sum(numels)
+    for _, frozen in views:
+        if frozen is None:
+            totals.append(Text("not reached", style="dim"))
+            continue
+        frozen_set = set(frozen)
+        trainable = [i for i, n in enumerate(names) if n not in frozen_set]
+        totals.append(_totals_text(sum(numels[i] for i in trainable), total_numel,
+                                   len(trainable), len(names), bool(plan.unknown)))
+    table.add_row(Text("trainable", style="bold"), *totals)
+    return table
+
+
+def finding_renderables(findings: Sequence[Finding], indent: str = "  ") -> list[RenderableType]:
+    out: list[RenderableType] = []
+    pad = (0, 0, 0, len(indent) + 15)
+    for f in findings:
+        where = f"{f.line}:{f.column or 1}" if f.line else "-"
+        head = Text.assemble(indent, (f"{where:<7}", "dim"),
+                             (f"{f.severity:<8}", _SEVERITY_STYLE.get(f.severity, "")),
+                             (f"{f.code}  ", "bold"), (f.key or "", "magenta"))
+        if f.stage and f.severity == ERROR:
+            head.append(f"  (fails at {f.stage})", style="dim")
+        out.append(head)
+        out.append(Padding(Text(f.message), pad))
+        if f.hint:
+            out.append(Padding(Text.assemble(("fix: ", "green"), f.hint), pad))
+    return out
+
+
+def report_renderables(report: PlanReport, *, params: bool = False,
+                       step: int | None = None) -> list[RenderableType]:
+    out: list[RenderableType] = [_header(report)]
+    plan = report.plan
+    if plan is not None:
+        if step is not None:
+            at = state_at_step(plan, step)
+            reach = "" if at.reached else "  (a fresh run never reaches this step)"
+            out.append(Text(f"state at step {step}: stage {at.stage.step_range}{reach}", style="bold"))
+        if params:
+            out.append(params_table(plan, step))
+        elif step is not None:
+            out.append(step_table(plan, step))
+        else:
+            out.append(plan_table(plan))
+        if not params and step is None:
+            out.append(Padding(Text("cells: state, then parameters \u00b7 elements; '!' marks a boundary where "
+                                    "the trainer ends differently (see findings)", style="dim"), (0, 0, 0, 2)))
+        for note in plan.notes:
+            out.append(Padding(Text.assemble(("note: ", "dim"), note), (0, 0, 0, 2)))
+    findings = report.all_findings
+    if findings:
+        out.append(Text(""))
+        out.extend(finding_renderables(findings))
+    return out
+
+
+def print_reports(console: Console, reports: Sequence[PlanReport], *, params: bool = False,
+                  step: int | None = None) -> None:
+    for i, report in enumerate(reports):
+        if i:
+            console.print()
+        for renderable in report_renderables(report, params=params, step=step):
+            console.print(renderable)
+
+
+def recording_console(width: int = 100) -> Console:
+    """A colourless, fixed-width console writing to memory (golden tests, SVG export)."""
+    return Console(file=io.StringIO(), width=width, record=True, color_system=None, no_color=True,
+                   force_terminal=False, force_jupyter=False, force_interactive=False,
+                   legacy_windows=False, emoji=False, highlight=False, soft_wrap=False,
+                   _environ={})
+
+
+def render_text(reports: Sequence[PlanReport], *, width: int = 100, params: bool = False,
+                step: int | None = None) -> str:
+    console = recording_console(width)
+    print_reports(console, reports, params=params, step=step)
+    return console.export_text(styles=False)
+
+
+def plans_svg(reports: Sequence[PlanReport], *, width: int = 100, params: bool = False,
+              step: int | None = None, title: str = "kforge freeze-plan") -> str:
+    # Colour stays on for the SVG: it is a picture, not a terminal.
+    console = Console(file=io.StringIO(), width=width, record=True, color_system="truecolor",
+                      force_terminal=True, legacy_windows=False, emoji=False, highlight=False,
+                      _environ={})
+    print_reports(console, reports, params=params, step=step)
+    return console.export_svg(title=title)
+
+
+def render_group(report: PlanReport, **kwargs: Any) -> Group:
+    return Group(*report_renderables(report, **kwargs))

@@ -1,0 +1,61 @@
+"""SARIF 2.1.0 for code-scanning: one run, stable rule ids, help text per rule."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from kforge_cli import __version__
+from kforge_cli.findings import ERROR, INFO, WARNING
+from kforge_cli.lint.catalog import RULES
+
+if TYPE_CHECKING:
+    from kforge_cli.lint.engine import FileReport
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_LEVEL = {ERROR: "error", WARNING: "warning", INFO: "note"}
+
+
+def _uri(path: str) -> str:
+    # Relative paths are what code scanning resolves against the checkout.
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    return rel.replace(os.sep, "/")
+
+
+def sarif_document(reports: Sequence[FileReport]) -> dict[str, Any]:
+    rules = [{
+        "id": rule.code,
+        "name": rule.name,
+        "shortDescription": {"text": rule.summary},
+        "fullDescription": {"text": rule.summary},
+        "help": {"text": rule.help_text, "markdown": f"**{rule.code}** {rule.summary}\n\nExample: `{rule.example}`"},
+        "defaultConfiguration": {"level": _LEVEL.get(rule.severity, "warning")},
+    } for rule in RULES]
+    index = {rule["id"]: i for i, rule in enumerate(rules)}
+    results = []
+    for report in reports:
+        for f in report.findings:
+            region: dict[str, Any] = {}
+            if f.line:
+                region = {"startLine": f.line, "startColumn": f.column or 1}
+            location: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": _uri(report.path)}}}
+            if region:
+                location["physicalLocation"]["region"] = region
+            if f.key:
+                location["logicalLocations"] = [{"fullyQualifiedName": f.key, "kind": "member"}]
+            text = f.message + (f" Fix: {f.hint}" if f.hint else "")
+            result: dict[str, Any] = {"ruleId": f.code, "level": _LEVEL.get(f.severity, "warning"),
+                                      "message": {"text": text}, "locations": [location]}
+            if f.code in index:
+                result["ruleIndex"] = index[f.code]
+            results.append(result)
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "kforge", "version": __version__, "informationUri":
+                                "https://github.com/kforge-dev/kforge", "rules": rules}},
+            "results": results,
+        }],
+    }
