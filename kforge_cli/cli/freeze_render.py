@@ -219,20 +219,21 @@ def _add_row_groups(table: Table, plan: FreezePlan,
 def params_table(plan: FreezePlan, step: int | None = None) -> Table:
     """Every parameter with its state per stage (or, with ``step``, plan/fresh/resume at it)."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    # Only the name may wrap, so it gets every column the others leave.
     table.add_column("parameter", overflow="fold")
     table.add_column("shape", no_wrap=True)
     table.add_column("numel", justify="right", no_wrap=True)
     optimizer = set(plan.optimizer_param_names)
     if step is None:
-        columns = [(f"steps {s.step_range}", set(s.frozen),
+        columns = [(s.step_range, set(s.frozen),
                     _differing(s.frozen, s.fresh_run_frozen) | _differing(s.frozen, s.resume_frozen))
                    for s in plan.stages]
     else:
         at = state_at_step(plan, step)
-        columns = [(f"plan @{step}", set(at.frozen), set())]
-        columns.append((f"fresh run @{step}", set(at.fresh_run_frozen), set())
-                       if at.fresh_run_frozen is not None else ("fresh run", None, set()))
-        columns.append((f"resumed @{step}", set(at.resume_frozen), set()))
+        columns = [("plan", set(at.frozen), set())]
+        columns.append(("fresh run", set(at.fresh_run_frozen) if at.fresh_run_frozen is not None else None,
+                        set()))
+        columns.append(("resumed", set(at.resume_frozen), set()))
     for title, _, _ in columns:
         table.add_column(title, no_wrap=True)
     table.add_column("optimizer", no_wrap=True)
@@ -317,6 +318,10 @@ def report_renderables(report: PlanReport, *, params: bool = False,
             out.append(Text(f"state at step {step}: stage {at.stage.step_range}{reach}", style="bold"))
         if params:
             out.append(params_table(plan, step))
+            out.append(Padding(Text("optimizer: held by the optimizer (trainable after the build-time freeze)"
+                                    + ("" if step is not None else
+                                       "; '!': a fresh or resumed run ends differently at that stage"),
+                                    style="dim"), (0, 0, 0, 2)))
         elif step is not None:
             out.append(step_table(plan, step))
         else:
@@ -346,8 +351,7 @@ def recording_console(width: int = 100) -> Console:
     """A colourless, fixed-width console writing to memory (golden tests, SVG export)."""
     return Console(file=io.StringIO(), width=width, record=True, color_system=None, no_color=True,
                    force_terminal=False, force_jupyter=False, force_interactive=False,
-                   legacy_windows=False, emoji=False, highlight=False, soft_wrap=False,
-                   _environ={})
+                   legacy_windows=False, emoji=False, highlight=False, soft_wrap=False)
 
 
 def render_text(reports: Sequence[PlanReport], *, width: int = 100, params: bool = False,
@@ -361,8 +365,7 @@ def plans_svg(reports: Sequence[PlanReport], *, width: int = 100, params: bool =
               step: int | None = None, title: str = "kforge freeze-plan") -> str:
     # Colour stays on for the SVG: it is a picture, not a terminal.
     console = Console(file=io.StringIO(), width=width, record=True, color_system="truecolor",
-                      force_terminal=True, legacy_windows=False, emoji=False, highlight=False,
-                      _environ={})
+                      force_terminal=True, legacy_windows=False, emoji=False, highlight=False)
     print_reports(console, reports, params=params, step=step)
     return console.export_svg(title=title)
 

@@ -43,9 +43,9 @@ def finding_lines(finding: Finding, indent: str = "  ") -> list[Any]:
         head.append(f"  (rejected at {finding.stage})", style="dim")
     # Padding keeps wrapped message lines under the message, not at column 0.
     pad = (0, 0, 0, len(indent) + 15)
-    lines = [head, Padding(Text(finding.message), pad)]
+    lines = [head, Padding(Text(finding.message), pad, expand=False)]
     if finding.hint:
-        lines.append(Padding(Text.assemble(("fix: ", "green"), finding.hint), pad))
+        lines.append(Padding(Text.assemble(("fix: ", "green"), finding.hint), pad, expand=False))
     return lines
 
 

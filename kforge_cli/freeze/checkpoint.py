@@ -177,8 +177,13 @@ def normalize_parameter_name(name: str) -> str:
 
 
 def looks_hf_named(names: Iterable[str]) -> bool:
-    """True when names use the Llama-style layout of Hugging Face checkpoints."""
-    return any(_HF_MARKER.match(_strip_wrappers(n)) for n in names)
+    """True when names use the Llama-style layout of Hugging Face checkpoints,
+    directly or under one ``model.`` container key."""
+    for name in names:
+        name = _strip_wrappers(name)
+        if _HF_MARKER.match(name) or (name.startswith("model.") and _HF_MARKER.match(name[6:])):
+            return True
+    return False
 
 
 def hf_to_kempnerforge_name(name: str) -> str:
@@ -215,6 +220,17 @@ _HF_MARKER = re.compile(
     r"|model\.(embed_tokens\.|layers\.\d+\.(self_attn|input_layernorm|post_attention_layernorm)\.)")
 
 
+def _from_hf(name: str) -> str:
+    mapped = hf_to_kempnerforge_name(name)
+    if mapped == name and name.startswith("model."):
+        # {"model": hf_state_dict} saved through DCP or torch.save.
+        inner = name[len("model."):]
+        mapped_inner = hf_to_kempnerforge_name(inner)
+        if mapped_inner != inner:
+            return mapped_inner
+    return mapped
+
+
 def _strip_wrappers(name: str) -> str:
     parts = [p for p in name.split(".") if p not in _WRAPPER_COMPONENTS]
     return ".".join(parts) if parts else name
@@ -243,7 +259,7 @@ def _assemble(requested: str, contents: _Contents, notes: list[str]) -> Checkpoi
             ignored.append(stored)
             continue
         if hf_named:
-            name = hf_to_kempnerforge_name(name)
+            name = _from_hf(name)
         if name.startswith("model."):
             name = name[len("model."):]
         if name in tensors:
@@ -341,7 +357,7 @@ def _read_directory(directory: str, notes: list[str], *, follow_run_pointers: bo
     if follow_run_pointers and (LATEST_POINTER in names or _step_dirs(directory, names)):
         target = _resolve_run(directory, names, notes)
         if _is_file(target):
-            return _read_file(target, notes)
+            return _read_file(target, notes, via_pointer=True)
         return _read_directory(target, notes, follow_run_pointers=False)
     hf = _hf_weights_file(directory, names)
     if hf is not None:
@@ -601,9 +617,13 @@ def _is_record(value: Any, kind: str) -> bool:
 
 # --- files --------------------------------------------------------------------------
 
-def _read_file(path: str, notes: list[str]) -> _Contents:
+def _read_file(path: str, notes: list[str], *, via_pointer: bool = False) -> _Contents:
     base = _base(path)
     parent = os.path.dirname(path) or "."
+    if via_pointer and base == LATEST_POINTER:
+        raise CheckpointError(f"`latest` points at {path}, another pointer; "
+                              "kforge follows one level only",
+                              hint="make `latest` name the step directory")
     if base == DCP_METADATA_FILE:
         return _read_directory(parent, notes, follow_run_pointers=False)
     if base == RUN_METADATA_FILE:
@@ -612,7 +632,7 @@ def _read_file(path: str, notes: list[str]) -> _Contents:
         target, how = _follow_latest(parent)
         notes.append(f"followed latest -> {target}")
         if _is_file(target):
-            return _read_file(target, notes)
+            return _read_file(target, notes, via_pointer=True)
         return _read_directory(target, notes, follow_run_pointers=False)
     if base.endswith(".index.json"):
         return _read_hf_index(path, notes)
@@ -621,14 +641,11 @@ def _read_file(path: str, notes: list[str]) -> _Contents:
                               hint=f"pass the directory that holds it and {DCP_METADATA_FILE}")
 
     head = _read_head(path, 512)
-    if head.startswith(_ZIP_MAGIC):
-        return _Contents(FORMAT_TORCH, path, *_torch_zip_entries(path))
     if base.endswith(".safetensors") or _looks_like_safetensors(head):
         return _Contents(FORMAT_SAFETENSORS, path, _safetensors_entries(path))
-    if head[:1] == b"\x80" or head[:1] in (b"c", b"("):
-        entries, container = _torch_legacy_entries(path)
-        notes.append("legacy (pre-1.6) torch.save format")
-        return _Contents(FORMAT_TORCH, path, entries, container)
+    torch_file = _torch_file_entries(path, head, notes)
+    if torch_file is not None:
+        return _Contents(FORMAT_TORCH, path, *torch_file)
     if head[257:262] == b"ustar":
         raise CheckpointError(f"{path} is a tar archive (the torch.save format before 0.4), "
                               "which kforge does not read",
@@ -639,23 +656,43 @@ def _read_file(path: str, notes: list[str]) -> _Contents:
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
+    # 8-byte header length, then the JSON header. Torch zips have a small
+    # compression code there, legacy torch pickles part of their magic number.
     return len(head) >= 9 and head[8:9] == b"{"
 
 
 # --- torch.save -------------------------------------------------------------------
 
+def _torch_file_entries(path: str, head: bytes, notes: list[str]
+                        ) -> tuple[list[tuple[str, tuple[int, ...] | None]], bool] | None:
+    """Entries of a torch.save file, or None when ``head`` is neither format."""
+    if head.startswith(_ZIP_MAGIC):
+        return _torch_zip_entries(path)
+    # Protocol 2+ pickles open with PROTO (0x80); protocols 0/1 with GLOBAL or MARK.
+    if head[:1] == b"\x80" or head[:1] in (b"c", b"("):
+        found = _torch_legacy_entries(path)
+        notes.append("legacy (pre-1.6) torch.save format")
+        return found
+    return None
+
+
+# What zipfile raises on a damaged archive (RuntimeError: "encrypted",
+# NotImplementedError: unknown version or compression).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, LookupError,
+               RuntimeError, OverflowError, struct.error)
+
+
 def _torch_zip_entries(path: str) -> tuple[list[tuple[str, tuple[int, ...] | None]], bool]:
     with _open_regular(path, "torch checkpoint") as handle:
         try:
             archive = zipfile.ZipFile(handle)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except _ZIP_ERRORS as exc:
             raise CheckpointError(f"{path} is a truncated or corrupt zip archive ({exc})",
                                   hint="the copy or the save was cut short") from None
         with archive:
             try:
                 return _torch_zip_contents(path, archive)
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError,
-                    NotImplementedError, OverflowError, struct.error) as exc:
+            except _ZIP_ERRORS as exc:
                 raise CheckpointError(f"{path} is a truncated or corrupt zip archive ({exc})",
                                       hint="the copy or the save was cut short") from None
 
@@ -822,8 +859,9 @@ def _safetensors_header(path: str) -> dict[str, tuple[int, ...]]:
         except (TypeError, KeyError, ValueError, MalformedPickleError):
             raise CheckpointError(f"{path}: malformed safetensors header entry {name!r:.80}") \
                 from None
-        if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
-            raise CheckpointError(f"{path}: malformed data offsets for {name!r:.80}")
+        if type(begin) is not int or type(end) is not int or not 0 <= begin <= end \
+                or not isinstance(dtype, str):
+            raise CheckpointError(f"{path}: malformed dtype or data offsets for {name!r:.80}")
         if end > data_len:
             raise CheckpointError(f"{path} is truncated: {name} ends at byte {end} of a "
                                   f"{data_len}-byte data section",
@@ -874,8 +912,11 @@ def _read_hf_index(index_path: str, notes: list[str]) -> _Contents:
         if shard.endswith(".safetensors"):
             found: dict[str, tuple[int, ...] | None] = dict(_safetensors_header(shard_path))
         else:
-            nested: list[str] = []
-            found = dict(_read_file(shard_path, nested).entries)
+            torch_file = _torch_file_entries(shard_path, _read_head(shard_path, 16), [])
+            if torch_file is None:
+                raise CheckpointError(f"{shard_path}, a shard of {index_path}, is neither "
+                                      "safetensors nor a torch.save file")
+            found = dict(torch_file[0])
         missing = [n for n in listed if n not in found]
         if missing:
             raise CheckpointError(f"{index_path} lists {missing[0]} in {shard}, which does not "

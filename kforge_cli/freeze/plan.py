@@ -22,7 +22,8 @@ from kforge_cli.freeze.simulate import Analysis, FreezePolicy, SpecRef, analyse
 __all__ = [
     "FreezeMetaMismatch", "FreezePlan", "ParamRecord", "PlanRow", "RowCell", "SpecRef", "StagePlan",
     "StepState", "UnknownPart", "compare_freeze_metadata", "row_cells", "config_freeze_findings",
-    "effective_freeze_error", "effective_freeze_specs", "expected_freeze_metadata", "plan_freeze", "records_from",
+    "effective_freeze_error", "effective_freeze_specs", "expected_freeze_metadata", "plan_for_job",
+    "plan_freeze", "records_from",
     "state_at_step",
 ]
 
@@ -348,6 +349,25 @@ def plan_freeze(params: Iterable[Any], vlm: Any, max_steps: int | None, *,
     return plan
 
 
+def plan_for_job(job: Any, params: Iterable[Any], *, unknown: Iterable[Any] = (),
+                 stand_ins: Iterable[Any] = (), saved_step: int | None = None) -> FreezePlan:
+    """``plan_freeze`` with the knobs read from a loaded JobConfig.
+
+    ``params`` and ``unknown`` are typically ``MetaModel.parameters`` / ``.unknown``;
+    ``stand_ins`` are ``(name, shape)`` records from a checkpoint standing in
+    for an unknown component.
+    """
+    max_steps = getattr(getattr(job, "train", None), "max_steps", None)
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool):
+        max_steps = None
+    checkpoint = getattr(job, "checkpoint", None)
+    covers = getattr(checkpoint, "covers_step0", None)
+    records = [*records_from(params), *records_from(stand_ins, stand_in=True)]
+    return plan_freeze(records, getattr(job, "vlm", None), max_steps, unknown_prefixes=unknown,
+                       dyn_ckpt_covers_step0=bool(covers()) if callable(covers) else False,
+                       saved_step=saved_step)
+
+
 def _fresh_vs_plan(a: Analysis) -> dict[int, int]:
     """Per stage with start_step <= 0: the parameters a fresh run leaves unlike the plan."""
     out: dict[int, int] = {}
@@ -369,9 +389,10 @@ def _fresh_vs_plan(a: Analysis) -> dict[int, int]:
 def _notes(records: Sequence[ParamRecord], unknown: Sequence[UnknownPart]) -> list[str]:
     notes = []
     for u in unknown:
-        why = f" ({u.reason})" if u.reason else ""
-        notes.append(f"{u.prefix}: not built{why}; its parameters are unknown, so no finding claims "
-                     "a spec matches nothing there or that nothing is trainable")
+        notes.append(f"{u.prefix}: not built" + (f" ({u.reason})" if u.reason else ""))
+    if unknown:
+        notes.append("parameters of unbuilt components are unknown: no finding claims that a spec "
+                     "matches nothing there or that nothing is trainable")
     stand_ins = [r for r in records if r.stand_in]
     if stand_ins:
         tops = sorted({_top_level(r.name) for r in stand_ins})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kforge_cli.config.vlm import module_patterns_for
@@ -221,11 +221,14 @@ def config_rules(policy: FreezePolicy, max_steps: int | None,
 # --- parameter rules ------------------------------------------------------------------
 
 
-def _writer_text(writer: SpecRef | str, ctx: Context) -> str:
+def _writer_text(writer: SpecRef | str | None, ctx: Context, *, with_stage: bool = True) -> str:
+    if writer is None:
+        return "nothing (its default state)"
     if writer == CONSTRUCTION:
         return "the model itself at construction (the parameter is unused in the forward pass)"
     assert isinstance(writer, SpecRef)
-    return f"{writer.key} ({writer.label()}, {stage_label(writer.start_step, ctx)})"
+    text = f"{writer.key} {writer.label()}"
+    return f"{text} ({stage_label(writer.start_step, ctx)})" if with_stage else text
 
 
 def kf303(a: Analysis, ctx: Context) -> list[Finding]:
@@ -236,78 +239,88 @@ def kf303(a: Analysis, ctx: Context) -> list[Finding]:
             continue
         planned = a.design[boundary]
         diff = planned.state.mask ^ resumed.state.mask
-        unknown_diff = [prefix for prefix, p, r in zip(ctx.unknown_prefixes, planned.state.unknown,
-                                                        resumed.state.unknown)
+        unknown_diff = [i for i, (p, r) in enumerate(zip(planned.state.unknown, resumed.state.unknown))
                         if p is not None and r is not None and p != r]
         if not diff and not unknown_diff:
             continue
-        # Group the differing parameters by (spec the plan ends with, spec the
-        # resume ends with); the largest group explains the divergence.
+        parts = []
+        unfrozen = planned.state.mask & ~resumed.state.mask
+        if unfrozen:
+            parts.append(f"trainable after the resume but frozen in the plan: {ctx.describe(unfrozen)}")
+        refrozen = resumed.state.mask & ~planned.state.mask
+        if refrozen:
+            parts.append(f"frozen after the resume but trainable in the plan: {ctx.describe(refrozen)}")
+        for i in unknown_diff:
+            state = "frozen" if resumed.state.unknown[i] else "trainable"
+            parts.append(f"{state} after the resume, unlike the plan: the unbuilt component "
+                         f"{ctx.unknown_prefixes[i]!r}")
+        order = ", ".join(f"{s.label()} [{s.key}]" for s in a.policy.effective_specs(boundary))
+        message = (
+            f"Resuming from a checkpoint saved at step {boundary} (plan {stage_label(boundary, ctx)}) "
+            f"ends with a different frozen set; {'; '.join(parts)}. On resume the trainer re-applies "
+            f"effective_freeze({boundary}), which keeps one spec per module key in the order the key "
+            f"first appeared, not in time order: {order}.")
+        key = "vlm.freeze_schedule"
+        hint = ("restate the overlapping aliases in the later stage so each parameter's last write "
+                "also comes last in effective_freeze, or give the later spec a new alias name")
+        # The largest group of parameters sharing (last writer in the plan, last
+        # writer after resume) names the spec whose effect the resume loses.
         groups: dict[tuple[Any, Any], int] = {}
         for plan_writer, part in planned.writers_of(diff):
             for resume_writer, sub in resumed.writers_of(part):
                 groups[(plan_writer, resume_writer)] = groups.get((plan_writer, resume_writer), 0) | sub
-        unfrozen = planned.state.mask & ~resumed.state.mask
-        frozen = resumed.state.mask & ~planned.state.mask
-        parts = []
-        if unfrozen:
-            parts.append(f"{ctx.describe(unfrozen)} are trainable after the resume but frozen in the plan")
-        if frozen:
-            parts.append(f"{ctx.describe(frozen)} are frozen after the resume but trainable in the plan")
-        for prefix in unknown_diff:
-            parts.append(f"the unbuilt component {prefix!r} is "
-                         f"{'frozen' if resumed.state.unknown[ctx.unknown_prefixes.index(prefix)] else 'trainable'}"
-                         " after the resume but not in the plan")
-        order = ", ".join(f"{s.label()} [{s.key}]" for s in a.policy.effective_specs(boundary))
-        message = (
-            f"Resuming from a checkpoint saved at step {boundary} (plan "
-            f"{stage_label(boundary, ctx)}): {'; '.join(parts)}. On resume the trainer re-applies "
-            f"effective_freeze({boundary}), which keeps one spec per module key in the order the "
-            f"key first appeared, not in time order: {order}.")
-        key = f"vlm.freeze_schedule"
-        hint = ("restate overlapping aliases in the later stage so every module key's last "
-                "write also comes last, or give the later spec a new alias name")
-        data: dict[str, Any] = {"step": boundary, **ctx.data(diff)}
         if groups:
             (plan_writer, resume_writer), _ = max(groups.items(), key=lambda kv: popcount(kv[1]))
             if isinstance(plan_writer, SpecRef):
                 key = f"{plan_writer.key}.module"
-                message += (f" The plan's last write {_writer_text(plan_writer, ctx)} is overridden on "
-                            f"resume by {_writer_text(resume_writer, ctx)}.")
+                message += (f" The plan's last write, {_writer_text(plan_writer, ctx)}, is overridden "
+                            f"on resume by {_writer_text(resume_writer, ctx)}.")
                 if isinstance(resume_writer, SpecRef) and plan_writer.start_step is not None:
-                    frozen_text = "true" if plan_writer.frozen else "false"
+                    flag = "true" if plan_writer.frozen else "false"
                     hint = (
-                        f"in the stage at step {plan_writer.start_step}, add "
-                        f"{{module = \"{resume_writer.module}\", frozen = {frozen_text}}} after its "
-                        f"{plan_writer.module!r} spec, so effective_freeze ends with the same state as "
-                        "the uninterrupted run; or give the later spec a new alias name (same "
-                        "patterns) so effective_freeze orders it last")
-        out.append(warning("KF303", message, key, hint, **data))
+                        f"in the stage at step {plan_writer.start_step}, add {{module = "
+                        f"\"{resume_writer.module}\", frozen = {flag}}} after its {plan_writer.module!r} "
+                        "spec, so effective_freeze ends in the same state as the uninterrupted run; or "
+                        "give the later spec a new alias name (same patterns) so effective_freeze "
+                        "orders it last")
+        out.append(warning("KF303", message, key, hint, step=boundary, **ctx.data(diff)))
     return out
 
 
+@dataclass
+class _Unfreeze:
+    """Build-frozen parameters one spec makes trainable in some replay."""
+
+    mask: int = 0
+    prefixes: list[str] = field(default_factory=list)
+    first_step: int | None = None
+    fresh_run: bool = False
+    resume: bool = False
+
+    def add(self, step: int, fresh: bool) -> None:
+        self.first_step = step if self.first_step is None else min(self.first_step, step)
+        if fresh:
+            self.fresh_run = True
+        else:
+            self.resume = True
+
+
 def kf304(a: Analysis, ctx: Context) -> list[Finding]:
-    build = a.build.state
-    # writer -> [mask, first step, seen in a fresh run, seen on resume, unknown prefixes]
-    culprits: dict[SpecRef | str, list[Any]] = {}
+    build = a.build
+    culprits: dict[SpecRef | str, _Unfreeze] = {}
 
     def collect(trace: Trace, step: int, fresh: bool) -> None:
-        bad = build.mask & ~trace.state.mask
-        for writer, part in trace.writers_of(bad):
-            entry = culprits.setdefault(writer, [0, step, False, False, []])
-            entry[0] |= part
-            entry[1] = min(entry[1], step)
-            entry[2 if fresh else 3] = True
+        for writer, part in trace.writers_of(build.state.mask & ~trace.state.mask):
+            entry = culprits.setdefault(writer, _Unfreeze())
+            entry.mask |= part
+            entry.add(step, fresh)
         for i, prefix in enumerate(ctx.unknown_prefixes):
-            if build.unknown[i] is True and trace.state.unknown[i] is False:
-                writer = trace.unknown_writers[i]
-                if writer is None:
-                    continue
-                entry = culprits.setdefault(writer, [0, step, False, False, []])
-                entry[1] = min(entry[1], step)
-                entry[2 if fresh else 3] = True
-                if prefix not in entry[4]:
-                    entry[4].append(prefix)
+            writer = trace.unknown_writers[i]
+            if build.state.unknown[i] is True and trace.state.unknown[i] is False and writer is not None:
+                entry = culprits.setdefault(writer, _Unfreeze())
+                if prefix not in entry.prefixes:
+                    entry.prefixes.append(prefix)
+                entry.add(step, fresh)
 
     for boundary in a.boundaries:
         fresh = a.fresh.get(boundary)
@@ -318,42 +331,38 @@ def kf304(a: Analysis, ctx: Context) -> list[Finding]:
             collect(resumed, boundary, False)
 
     out = []
-    for writer, (mask, step, in_fresh, in_resume, prefixes) in culprits.items():
+    for writer, entry in culprits.items():
         if not isinstance(writer, SpecRef):
             continue
-        what = []
-        if mask:
-            what.append(ctx.describe(mask))
-        what += [f"the unbuilt component {p!r}" for p in prefixes]
-        causes = sorted({_writer_text(w, ctx) for w, _ in a.build.writers_of(mask)})
-        causes += [_writer_text(a.build.unknown_writers[ctx.unknown_prefixes.index(p)], ctx)
-                   for p in prefixes if a.build.unknown_writers[ctx.unknown_prefixes.index(p)] is not None]
-        when = f"from step {step} on" if in_fresh else f"in a run resumed at step {step} or later"
+        what = ([ctx.describe(entry.mask)] if entry.mask else []) + [
+            f"the unbuilt component {p!r}" for p in entry.prefixes]
+        build_writers = [w for w, _ in build.writers_of(entry.mask)]
+        build_writers += [build.unknown_writers[ctx.unknown_prefixes.index(p)] for p in entry.prefixes]
+        causes = sorted({_writer_text(w, ctx, with_stage=False) for w in build_writers})
+        when = (f"from step {entry.first_step} on" if entry.fresh_run
+                else f"in a run resumed at step {entry.first_step} or later")
         message = (
-            f"{_writer_text(writer, ctx)} makes {' and '.join(what)} trainable, but they were frozen when the optimizer was built "
-            f"(by {'; '.join(causes)}). build_optimizer keeps only parameters with "
-            f"requires_grad=True after the build-time freeze, so {when} they receive gradients "
-            "but are never updated.")
-        if mask and not (mask & ~ctx.construction_frozen) and not prefixes:
-            hint = ("these parameters are frozen by the model itself because the forward pass never "
-                    f"uses them; narrow the spec so it leaves them alone")
+            f"{_writer_text(writer, ctx)} makes trainable what the optimizer was built without: "
+            f"{' and '.join(what)}, frozen at build time by {'; '.join(causes)}. build_optimizer keeps "
+            "only parameters with requires_grad=True after the build-time freeze, so "
+            f"{when} these receive gradients but are never updated.")
+        spec_writers = sorted({w for w in build_writers if isinstance(w, SpecRef)}, key=lambda w: w.key)
+        if not spec_writers:
+            hint = ("the model itself freezes these parameters because its forward pass never uses "
+                    "them; narrow the spec so it leaves them alone")
         else:
-            build_specs = sorted({w.key for w, _ in a.build.writers_of(mask) if isinstance(w, SpecRef)}
-                                 | {a.build.unknown_writers[ctx.unknown_prefixes.index(p)].key
-                                    for p in prefixes
-                                    if isinstance(a.build.unknown_writers[ctx.unknown_prefixes.index(p)], SpecRef)})
-            modules = sorted({w.module for w, _ in a.build.writers_of(mask) if isinstance(w, SpecRef)})
-            module = modules[0] if modules else writer.module
+            keys = ", ".join(w.key for w in spec_writers)
             hint = (
-                f"keep them trainable at build time: remove or narrow {', '.join(build_specs) or 'the build-time spec'} "
-                f"and instead freeze them with a stage {{start_step = 1, specs = [{{module = \"{module}\", "
-                "frozen = true}]}. The optimizer is then built with them, the step-1 stage freezes them "
-                "right after the first optimizer step (with scheduler.warmup_steps > 0 that step's LR is "
-                "0, so they do not move), and the later unfreeze takes effect")
-        data: dict[str, Any] = {"start_step": writer.start_step, "module": writer.module, "step": step,
-                                "fresh_run": in_fresh, "resume": in_resume, **ctx.data(mask)}
-        if prefixes:
-            data["unknown"] = list(prefixes)
+                f"keep them trainable at build time: remove or narrow {keys} and freeze them instead "
+                f"with a stage {{start_step = 1, specs = [{{module = \"{spec_writers[0].module}\", "
+                "frozen = true}]}. The optimizer is then built with them, the step-1 stage freezes "
+                "them right after the first optimizer step (with scheduler.warmup_steps > 0 that "
+                "step's LR is 0, so they do not move), and the later unfreeze takes effect")
+        data: dict[str, Any] = {"start_step": writer.start_step, "module": writer.module,
+                                "step": entry.first_step, "fresh_run": entry.fresh_run,
+                                "resume": entry.resume, **ctx.data(entry.mask)}
+        if entry.prefixes:
+            data["unknown"] = list(entry.prefixes)
         out.append(warning("KF304", message, f"{writer.key}.module", hint, **data))
     return out
 

@@ -448,3 +448,14 @@ def test_missing_path_is_a_checkpoint_error(tmp_path: Path) -> None:
         read_checkpoint(tmp_path / "does_not_exist")
     assert err.value.message == f"checkpoint path {tmp_path / 'does_not_exist'} does not exist"
     assert err.value.hint
+
+
+def test_hf_state_dict_under_a_model_container(tmp_path: Path) -> None:
+    hf_state = {"model.layers.0.self_attn.q_proj.weight": torch.zeros(4, 4),
+                "model.norm.weight": torch.zeros(4), "lm_head.weight": torch.zeros(9, 4)}
+    save_dcp(tmp_path / "dcp", {"model": hf_state})
+    torch.save({"model": hf_state}, tmp_path / "ck.pt")
+    for path in (tmp_path / "dcp", tmp_path / "ck.pt"):
+        m = read_checkpoint(path)
+        assert m.tensors == {"layers.0.attention.q_proj.weight": (4, 4), "norm.weight": (4,),
+                             "output_head.proj.weight": (9, 4)}, path

@@ -199,7 +199,7 @@ def test_safetensors_header_larger_than_file(tmp_path: Path) -> None:
     (b"[1, 2]", "not a JSON object"),
     (b'{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}', "malformed"),
     (b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}', "has shape \\[2\\]"),
-    (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}', "malformed data offsets"),
+    (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}', "malformed dtype or data offsets"),
     (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
      b'"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', "duplicate key"),
 ])
@@ -458,3 +458,19 @@ def test_stand_ins_survive_a_failed_load(tmp_path: Path) -> None:
         assert not isinstance(err.value, UnsafeCheckpointError)
     (step_dir / ".metadata").write_bytes(good)
     assert read_checkpoint(step_dir).tensors == TINY_PARAMS
+
+
+def test_pointers_and_indexes_cannot_recurse(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "latest").write_text("latest")
+    with pytest.raises(CheckpointError, match="another pointer"):
+        read_checkpoint(run)
+    with pytest.raises(CheckpointError, match="another pointer"):
+        read_checkpoint(run / "latest")
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"w": "model.safetensors.index.json"}}))
+    with pytest.raises(CheckpointError, match="is neither safetensors nor a torch.save file"):
+        read_checkpoint(hf)

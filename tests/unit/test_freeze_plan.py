@@ -14,6 +14,7 @@ from kforge_cli.config.vlm import FreezeSpec, FreezeStage, resolve_arch_class
 from kforge_cli.freeze.matching import Matcher, covers_subtree, may_touch_subtree
 from kforge_cli.freeze.plan import (
     ParamRecord,
+    plan_for_job,
     UnknownPart,
     compare_freeze_metadata,
     config_freeze_findings,
@@ -402,7 +403,7 @@ def test_kf305_is_silent_about_an_unbuilt_component_the_spec_may_reach() -> None
     plan = plan_freeze(ca_model(), vlm, 10, unknown_prefixes=[UnknownPart("vision_encoder", "siglip2 offline")])
     assert "KF305" not in codes(plan)
     assert plan.stages[0].unknown_frozen == {"vision_encoder": True}
-    assert plan.notes[0].startswith("vision_encoder: not built (siglip2 offline)")
+    assert plan.notes[0] == "vision_encoder: not built (siglip2 offline)"
 
 
 def test_stand_in_records_replace_the_unknown_prefix() -> None:
@@ -538,3 +539,37 @@ def test_plan_is_fast_on_a_thousand_parameters_and_dozens_of_specs() -> None:
     elapsed = time.perf_counter() - start
     assert len(plan.stages) == 31
     assert elapsed < 2.0, elapsed
+
+
+# --- job-level entry point --------------------------------------------------------------
+
+
+def test_plan_for_job_reads_max_steps_dyn_ckpt_and_stand_ins() -> None:
+    from types import SimpleNamespace
+
+    job = SimpleNamespace(
+        vlm=make_vlm("joint_decoder", [("vision_encoder", True), ("adapter.*", True)]),
+        train=SimpleNamespace(max_steps=40),
+        checkpoint=SimpleNamespace(covers_step0=lambda: True))
+    plan = plan_for_job(job, ca_model(), unknown=[SimpleNamespace(prefix="vision_encoder", reason="offline")],
+                        stand_ins=[("vision_encoder.patch.weight", (8, 3))], saved_step=12)
+    assert plan.max_steps == 40 and plan.saved_step == 12 and plan.unknown == []
+    assert plan.params[-1] == ParamRecord("vision_encoder.patch.weight", (8, 3), 24, stand_in=True)
+    [f] = by_code(plan, "KF301")
+    assert f.stage == "trainer startup" and f.data["step"] == 0
+
+
+def test_plan_for_job_through_the_loader_and_meta_model() -> None:
+    pytest.importorskip("torch")
+    loader = pytest.importorskip("kforge_cli.config.loader")
+    build = pytest.importorskip("kforge_cli.model.build")
+    path = FIXTURES / "f_overlap_divergence.toml"
+    if not path.exists():
+        pytest.skip("shared fixtures not present")
+    job = loader.load_job(str(path)).job
+    model = build.build_meta_model(job)
+    plan = plan_for_job(job, model.parameters, unknown=model.unknown)
+    expected = json.loads((FIXTURES / "f_overlap_divergence.expected.json").read_text())
+    assert {s.start_step: set(s.frozen) for s in plan.stages} == {
+        s["start_step"]: set(s["frozen"]) for s in expected["stages"]}
+    assert plan.resume_differs_at == [20] and "KF303" in codes(plan)

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         files: list[str] = typer.Argument(..., metavar="FILE", show_default=False,
                                           help="Job config TOML file(s) to convert."),
         output: str | None = typer.Option(None, "-o", "--output", metavar="OUT",
-                                             help="Write the converted file to OUT (one FILE only)."),
+                                          help="Write the converted file to OUT (one FILE only)."),
         in_place: bool = typer.Option(False, "--in-place",
                                       help="Replace each FILE, keeping the original as FILE.bak."),
         no_backup: bool = typer.Option(False, "--no-backup",
@@ -83,8 +83,6 @@ def _run(
     check: bool, diff: bool,
 ) -> bool:
     """Process every file; returns True when the exit status should be 1."""
-    import sys
-
     from kforge_cli.config.legacy import (
         ConversionConflict,
         ConversionError,
@@ -119,13 +117,13 @@ def _run(
             continue
 
         if diff and result.changed:
-            sys.stdout.write(_unified_diff(path, text, result.text))
+            _write_stdout(_unified_diff(path, text, result.text))
         if printing:
             if len(files) > 1:
-                sys.stdout.write(f"# ==> {path} <==\n")
-            sys.stdout.write(result.text)
+                _write_stdout(f"# ==> {path} <==\n")
+            _write_stdout(result.text)
             if len(files) > 1 and result.text and not result.text.endswith("\n"):
-                sys.stdout.write("\n")
+                _write_stdout("\n")
 
         if check:
             if result.changed:
@@ -157,6 +155,20 @@ def _run(
             _status("run `kforge convert --in-place FILE...` to convert them")
             failed = True
     return failed
+
+
+def _write_stdout(text: str) -> None:
+    """Write bytes, not text: the converted file must come out byte for byte
+    (no newline translation, no dependence on the locale's encoding)."""
+    import sys
+
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    buffer.write(text.encode("utf-8"))
+    buffer.flush()
 
 
 def _count(moves: list) -> str:
