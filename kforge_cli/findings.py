@@ -57,6 +57,18 @@ class Finding:
         return out
 
 
+def unique(findings: list[Finding]) -> list[Finding]:
+    """Drop repeats of the same (code, key, message), keeping the first."""
+    seen: set[tuple[str, str | None, str]] = set()
+    out = []
+    for f in findings:
+        ident = (f.code, f.key, f.message)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(f)
+    return out
+
+
 def error(code: str, message: str, key: str | None = None, hint: str | None = None,
           stage: str | None = None, **data: Any) -> Finding:
     return Finding(code, ERROR, message, key=key, hint=hint, stage=stage, data=data)

@@ -9,7 +9,6 @@ and keeps going, so one run reports every problem in the file.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
 import types
@@ -34,7 +33,7 @@ from kforge_cli.config.vlm import (
 )
 from kforge_cli.config.fields import Checker
 from kforge_cli.config.registry import registry
-from kforge_cli.findings import Finding, error, warning
+from kforge_cli.findings import WARNING, Finding, error, unique, warning
 
 FILE, OVERRIDE, DEFAULT = "file", "override", "default"
 
@@ -88,6 +87,8 @@ def parse_override(text: str) -> Override:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise OverrideError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. model.dim=512")
+    import ast
+
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
@@ -137,17 +138,23 @@ def _load_source(source: TomlSource, overrides: Sequence[str | Override]) -> Loa
         _explain_unrescued(result, file_errors, parsed)
     result.job = job
     _explain_inherited_kv_heads(result)
-    _dedupe(result)
-    for i, finding in enumerate(result.findings):
-        if finding.line is None:
-            anchor = finding.data.get("anchor") if finding.data else None
+    _relax_unused_moe_fields(result)
+    result.findings = locate(unique(result.findings), source)
+    return result
+
+
+def locate(findings: list[Finding], source: TomlSource) -> list[Finding]:
+    """Attach the TOML line/column of each finding's key (or its anchor, or nearest ancestor)."""
+    out = []
+    for finding in findings:
+        if finding.line is None and finding.data.get("origin") != OVERRIDE:
             line, col = source.position(finding.key)
+            anchor = finding.data.get("anchor")
             if line is None and anchor:
                 line, col = source.position(anchor)
-            if finding.data.get("origin") == OVERRIDE:
-                line = col = None
-            result.findings[i] = finding.at(line, col)
-    return result
+            finding = finding.at(line, col)
+        out.append(finding)
+    return out
 
 
 class _Layer:
@@ -430,7 +437,7 @@ class _Layer:
             return self.reject(key)
         if len(value) != len(args):
             self.error("KF102", key, f"{key} must have exactly {len(args)} values, got {len(value)}",
-                       f"write {key.rsplit('.', 1)[-1]} = [0.9, 0.95]", stage_note="optimizer construction")
+                       f"write {key.rsplit('.', 1)[-1]} = [0.9, 0.95]")
             return self.reject(key)
         return tuple(value)
 
@@ -646,15 +653,16 @@ def _explain_inherited_kv_heads(result: LoadResult) -> None:
                 "attention)")
 
 
-def _dedupe(result: LoadResult) -> None:
-    seen: set[tuple[str, str | None, str]] = set()
-    unique = []
-    for finding in result.findings:
-        ident = (finding.code, finding.key, finding.message)
-        if ident not in seen:
-            seen.add(ident)
-            unique.append(finding)
-    result.findings = unique
+def _relax_unused_moe_fields(result: LoadResult) -> None:
+    """A mistyped MoE knob on a dense model is never read by the trainer: a warning, not an error."""
+    job = result.job
+    if job is None or not isinstance(job.model.num_experts, int) or job.model.num_experts > 0:
+        return
+    for i, finding in enumerate(result.findings):
+        if finding.code == "KF102" and finding.is_error and (finding.key or "").startswith("model.moe_"):
+            result.findings[i] = dataclasses.replace(
+                finding, severity=WARNING, stage=None,
+                message=finding.message + " (unused while model.num_experts = 0, so the trainer never reads it)")
 
 
 def iter_keys(data: dict[str, Any], prefix: tuple = ()) -> Iterable[str]:

@@ -9,6 +9,7 @@ fix that works in the reference trainer.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ def _alias_name_for(pattern: str, taken: Sequence[str]) -> str:
 
 
 def _toml_list(items: Sequence[str]) -> str:
-    return "[" + ", ".join(f'"{p}"' for p in items) + "]"
+    return "[" + ", ".join(json.dumps(p) for p in items) + "]"
 
 
 def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bool,
@@ -154,7 +155,7 @@ def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bo
                            for name, p in policy.module_patterns.items())
         hint = (
             f"define an alias and refer to it: under [vlm.module_patterns] add "
-            f"{alias} = {_toml_list([spec.module])} and set module = \"{alias}\". "
+            f"{alias} = {_toml_list([spec.module])} and set module = {json.dumps(alias)}. "
             "Setting [vlm.module_patterns] REPLACES the default aliases, so re-list the ones "
             f"you still use" + (f": {relist}" if relist else ""))
         data: dict[str, Any] = {"module": spec.module, "start_step": spec.start_step, "step": step}
@@ -279,7 +280,7 @@ def kf303(a: Analysis, ctx: Context) -> list[Finding]:
                     flag = "true" if plan_writer.frozen else "false"
                     hint = (
                         f"in the stage at step {plan_writer.start_step}, add {{module = "
-                        f"\"{resume_writer.module}\", frozen = {flag}}} after its {plan_writer.module!r} "
+                        f"{json.dumps(resume_writer.module)}, frozen = {flag}}} after its {plan_writer.module!r} "
                         "spec, so effective_freeze ends in the same state as the uninterrupted run; or "
                         "give the later spec a new alias name (same patterns) so effective_freeze "
                         "orders it last")
@@ -354,7 +355,7 @@ def kf304(a: Analysis, ctx: Context) -> list[Finding]:
             keys = ", ".join(w.key for w in spec_writers)
             hint = (
                 f"keep them trainable at build time: remove or narrow {keys} and freeze them instead "
-                f"with a stage {{start_step = 1, specs = [{{module = \"{spec_writers[0].module}\", "
+                f"with a stage {{start_step = 1, specs = [{{module = {json.dumps(spec_writers[0].module)}, "
                 "frozen = true}]}. The optimizer is then built with them, the step-1 stage freezes "
                 "them right after the first optimizer step (with scheduler.warmup_steps > 0 that "
                 "step's LR is 0, so they do not move), and the later unfreeze takes effect")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kforge_cli.config.fields import Checker
 from kforge_cli.config.job import validate_rules
-from kforge_cli.config.loader import LoadResult, Override, load_job
-from kforge_cli.findings import ERROR, INFO, WARNING, Finding
+from kforge_cli.config.loader import LoadResult, Override, load_job, locate
+from kforge_cli.findings import ERROR, INFO, WARNING, Finding, unique
 
 _SEVERITY_RANK = {ERROR: 0, WARNING: 1, INFO: 2}
 
@@ -65,8 +64,9 @@ def check_file(path: str, *, world_size: int | None = None,
 
         report.findings.extend(deep_findings(report, model_ckpt=model_ckpt))
 
-    _locate(report)
-    report.findings = _ordered(_unique(report.findings))
+    if load.source is not None:
+        report.findings = locate(report.findings, load.source)
+    report.findings = _ordered(unique(report.findings))
     return report
 
 
@@ -81,36 +81,6 @@ def _freeze_config_rules(job: Any, c: Checker, bad: set[str]) -> None:
                                              dyn_ckpt_covers_step0=job.checkpoint.covers_step0()))
 
 
-def _locate(report: FileReport) -> None:
-    source = report.load.source
-    if source is None:
-        return
-    for i, finding in enumerate(report.findings):
-        if finding.line is not None or finding.data.get("origin") == "override":
-            continue
-        line, col = source.position(finding.key)
-        anchor = finding.data.get("anchor")
-        if line is None and anchor:
-            line, col = source.position(anchor)
-        if line is not None:
-            report.findings[i] = finding.at(line, col)
-
-
-def _unique(findings: list[Finding]) -> list[Finding]:
-    seen: set[tuple[str, str | None, str]] = set()
-    out = []
-    for f in findings:
-        ident = (f.code, f.key, f.message)
-        if ident not in seen:
-            seen.add(ident)
-            out.append(f)
-    return out
-
-
 def _ordered(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (_SEVERITY_RANK.get(f.severity, 3),
                                            f.line if f.line is not None else 1 << 30, f.column or 0))
-
-
-def strip_data(finding: Finding) -> Finding:
-    return dataclasses.replace(finding, data={})

@@ -295,3 +295,10 @@ def test_moe_only_fields_are_validated_only_for_moe():
     assert load("[model]\nmoe_top_k = 0\n").findings == []
     finding = only(load("[model]\nnum_experts = 4\nmoe_top_k = 8\n"), "KF103")
     assert finding.key == "model.moe_top_k"
+
+
+def test_mistyped_moe_knob_on_a_dense_model_is_only_a_warning():
+    result = load("[model]\nmoe_aux_loss_weight = [0.1]\n")
+    finding = only(result, "KF102")
+    assert finding.severity == "warning" and "num_experts = 0" in finding.message
+    assert only(load("[model]\nnum_experts = 4\nmoe_aux_loss_weight = [0.1]\n"), "KF102").severity == "error"
