@@ -47,10 +47,14 @@ class PlanReport:
     plan: FreezePlan | None
     # Loader, model-build and checkpoint findings, listed before the plan's own.
     findings: list[Finding] = field(default_factory=list)
+    # False when ``findings`` already holds the plan's findings (validate --deep's report).
+    add_plan_findings: bool = True
 
     @property
     def all_findings(self) -> list[Finding]:
-        return [*self.findings, *(self.plan.findings if self.plan else [])]
+        if not self.add_plan_findings or self.plan is None:
+            return list(self.findings)
+        return [*self.findings, *self.plan.findings]
 
     @property
     def has_errors(self) -> bool:
@@ -291,20 +295,9 @@ def step_table(plan: FreezePlan, step: int) -> Table:
 
 
 def finding_renderables(findings: Sequence[Finding], indent: str = "  ") -> list[RenderableType]:
-    out: list[RenderableType] = []
-    pad = (0, 0, 0, len(indent) + 15)
-    for f in findings:
-        where = f"{f.line}:{f.column or 1}" if f.line else "-"
-        head = Text.assemble(indent, (f"{where:<7}", "dim"),
-                             (f"{f.severity:<8}", _SEVERITY_STYLE.get(f.severity, "")),
-                             (f"{f.code}  ", "bold"), (f.key or "", "magenta"))
-        if f.stage and f.severity == ERROR:
-            head.append(f"  (fails at {f.stage})", style="dim")
-        out.append(head)
-        out.append(Padding(Text(f.message), pad))
-        if f.hint:
-            out.append(Padding(Text.assemble(("fix: ", "green"), f.hint), pad))
-    return out
+    from kforge_cli.cli.reporters import finding_lines
+
+    return [line for f in findings for line in finding_lines(f, indent)]
 
 
 def report_renderables(report: PlanReport, *, params: bool = False,

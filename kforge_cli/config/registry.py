@@ -36,8 +36,19 @@ class Component:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, on_miss: Callable[[Registry], None] | None = None) -> None:
         self._stores: dict[str, dict[str, Any]] = {}
+        # Runs once, the first time a lookup misses or a full listing is asked
+        # for: plugins are loaded then, so the common case never pays for them.
+        self._on_miss = on_miss
+
+    def _fill_on_miss(self) -> bool:
+        """Run the miss hook if it has not run yet; True when callers should look again."""
+        hook, self._on_miss = self._on_miss, None  # cleared first: plugins may look names up
+        if hook is None:
+            return False
+        hook(self)
+        return True
 
     def _store(self, category: str) -> dict[str, Any]:
         return self._stores.setdefault(category, {})
@@ -53,22 +64,29 @@ class Registry:
         store = self._store(category)
         try:
             return store[name]
-        except (KeyError, TypeError):
-            # TypeError: an unhashable value (a list from TOML) is just another unknown name.
+        except KeyError:
+            if self._fill_on_miss():
+                return self.get(category, name)
             raise RegistryError(category, name, list(store)) from None
+        except TypeError:
+            # An unhashable value (a list from TOML) is just another unknown name.
+            raise RegistryError(category, name, self.list(category)) from None
 
     def list(self, category: str) -> list[str]:
+        self._fill_on_miss()
         return list(self._store(category))
 
     def categories(self) -> list[str]:
+        self._fill_on_miss()
         return list(self._stores)
 
     def __contains__(self, item: tuple[str, Any]) -> bool:
         category, name = item
         try:
-            return name in self._store(category)
+            found = name in self._store(category)
         except TypeError:
             return False
+        return found or (self._fill_on_miss() and name in self._store(category))
 
     def decorator(self, category: str, name: str) -> Callable[[Any], Any]:
         def wrap(obj: Any) -> Any:
@@ -91,7 +109,13 @@ class Registry:
         return self.register(category, name, Component(name, doc, origin))
 
 
-registry = Registry()
+def _load_plugins(target: Registry) -> None:
+    from kforge_cli.plugins import load_plugins
+
+    load_plugins(target)
+
+
+registry = Registry(on_miss=_load_plugins)
 
 # Names the reference registers at import time (commit 5666d0d), with what each is.
 _BUILTIN_COMPONENTS: dict[str, dict[str, str]] = {

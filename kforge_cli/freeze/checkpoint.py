@@ -44,7 +44,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable, List, Optional, Tuple
 
 from kforge_cli.freeze.safe_pickle import (
     ForbiddenGlobalError,
@@ -118,6 +118,14 @@ class UnsafeCheckpointError(CheckpointError):
 
 @dataclass
 class CheckpointManifest:
+    """What a checkpoint holds, keyed by KempnerForge parameter name.
+
+    ``resolved_path`` is what was actually read (the step dir behind
+    ``latest``, the HF index, ...); ``original_names`` maps each normalized
+    name back to the name as stored; ``ignored`` lists stored entries that are
+    optimizer state or not tensors; ``notes`` explain every choice made.
+    """
+
     requested_path: str
     resolved_path: str
     format: str
@@ -130,14 +138,17 @@ class CheckpointManifest:
     notes: list[str] = field(default_factory=list)
 
 
+# (name as stored, shape); shape None for an entry that is not a tensor.
+_Entries = List[Tuple[str, Optional[Tuple[int, ...]]]]
+
+
 @dataclass
 class _Contents:
     """What a format reader found, before names are normalized."""
 
     format: str
     resolved_path: str
-    # (name as stored, shape); shape None for an entry that is not a tensor.
-    entries: list[tuple[str, tuple[int, ...] | None]]
+    entries: _Entries
     # torch.save of {"model": state_dict, ...}: siblings of "model" are extras.
     model_container: bool = False
     # Directory whose metadata.json and step_N name describe this checkpoint.
@@ -413,7 +424,7 @@ def _resolve_run(run_dir: str, names: list[str], notes: list[str]) -> str:
             continue
         why = "; ".join(problems + skipped)
         if not why:
-            notes.append(f"no `latest`; picked newest step {_base(candidate)}")
+            notes.append(f"no `latest`; picked newest {_base(candidate)}")
             return candidate
         notes.append(f"picked newest complete {_base(candidate)}; {why}")
         # The trainer's auto-resume (resolve_resume_path) takes `latest` or else
@@ -535,7 +546,7 @@ def _read_dcp(dcp_dir: str, notes: list[str]) -> _Contents:
 
 
 def _read_dcp_pipeline(step_dir: str, stages: list[str], notes: list[str]) -> _Contents:
-    merged: list[tuple[str, tuple[int, ...] | None]] = []
+    merged: _Entries = []
     seen: dict[str, tuple[str, tuple[int, ...] | None]] = {}
     for stage in stages:
         for name, shape in _dcp_entries(stage):
@@ -549,7 +560,7 @@ def _read_dcp_pipeline(step_dir: str, stages: list[str], notes: list[str]) -> _C
                 continue
             seen[name] = (_base(stage), shape)
             merged.append((name, shape))
-    numbers = [int(_STAGE_DIR.fullmatch(_base(s)).group(1)) for s in stages]  # type: ignore[union-attr]
+    numbers = [int(_base(s)[len("pp"):]) for s in stages]
     if numbers != list(range(len(numbers))):
         notes.append(f"pipeline stages {', '.join(_base(s) for s in stages)} are not "
                      "numbered 0..K-1; a stage may be missing")
@@ -557,7 +568,7 @@ def _read_dcp_pipeline(step_dir: str, stages: list[str], notes: list[str]) -> _C
     return _Contents(FORMAT_DCP_PIPELINE, step_dir, merged, step_dir=step_dir)
 
 
-def _dcp_entries(dcp_dir: str) -> list[tuple[str, tuple[int, ...] | None]]:
+def _dcp_entries(dcp_dir: str) -> _Entries:
     path = os.path.join(dcp_dir, DCP_METADATA_FILE)
     data = _read_bounded(path, MAX_PICKLE_BYTES, "DCP metadata")
     metadata, _ = _unpickle(io.BytesIO(data), path, allow_storages=False,
@@ -566,7 +577,7 @@ def _dcp_entries(dcp_dir: str) -> list[tuple[str, tuple[int, ...] | None]]:
             not isinstance(metadata.fields.get("state_dict_metadata"), dict):
         raise CheckpointError(f"{path} is not a DCP .metadata file (no state_dict_metadata)",
                               hint="the file may be from an unsupported DCP storage plugin")
-    entries: list[tuple[str, tuple[int, ...] | None]] = []
+    entries: _Entries = []
     for name, item in metadata.fields["state_dict_metadata"].items():
         if not isinstance(name, str):
             raise CheckpointError(f"{path} is malformed: entry name {name!r:.60}")
@@ -629,7 +640,7 @@ def _read_file(path: str, notes: list[str], *, via_pointer: bool = False) -> _Co
     if base == RUN_METADATA_FILE:
         return _read_directory(parent, notes, follow_run_pointers=False)
     if base == LATEST_POINTER:
-        target, how = _follow_latest(parent)
+        target, _ = _follow_latest(parent)
         notes.append(f"followed latest -> {target}")
         if _is_file(target):
             return _read_file(target, notes, via_pointer=True)
@@ -664,7 +675,7 @@ def _looks_like_safetensors(head: bytes) -> bool:
 # --- torch.save -------------------------------------------------------------------
 
 def _torch_file_entries(path: str, head: bytes, notes: list[str]
-                        ) -> tuple[list[tuple[str, tuple[int, ...] | None]], bool] | None:
+                        ) -> tuple[_Entries, bool] | None:
     """Entries of a torch.save file, or None when ``head`` is neither format."""
     if head.startswith(_ZIP_MAGIC):
         return _torch_zip_entries(path)
@@ -682,7 +693,7 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, Lo
                RuntimeError, OverflowError, struct.error)
 
 
-def _torch_zip_entries(path: str) -> tuple[list[tuple[str, tuple[int, ...] | None]], bool]:
+def _torch_zip_entries(path: str) -> tuple[_Entries, bool]:
     with _open_regular(path, "torch checkpoint") as handle:
         try:
             archive = zipfile.ZipFile(handle)
@@ -698,7 +709,7 @@ def _torch_zip_entries(path: str) -> tuple[list[tuple[str, tuple[int, ...] | Non
 
 
 def _torch_zip_contents(path: str, archive: zipfile.ZipFile
-                        ) -> tuple[list[tuple[str, tuple[int, ...] | None]], bool]:
+                        ) -> tuple[_Entries, bool]:
     infos = {info.filename: info for info in archive.infolist()}
     pickles = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pickles) != 1:
@@ -716,11 +727,11 @@ def _torch_zip_contents(path: str, archive: zipfile.ZipFile
     info = infos[pickles[0]]
     if info.file_size > MAX_PICKLE_BYTES:
         raise CheckpointError(f"{path}: its data.pkl claims {info.file_size} bytes, over "
-                              f"the {MAX_PICKLE_BYTES // MiB} MiB limit")
+                              f"the {_size_text(MAX_PICKLE_BYTES)} limit")
     with archive.open(info) as member:
         data = member.read(MAX_PICKLE_BYTES + 1)
     if len(data) > MAX_PICKLE_BYTES:
-        raise CheckpointError(f"{path}: data.pkl is over the {MAX_PICKLE_BYTES // MiB} MiB limit")
+        raise CheckpointError(f"{path}: data.pkl is over the {_size_text(MAX_PICKLE_BYTES)} limit")
     obj, storages = _unpickle(io.BytesIO(data), path, allow_storages=True,
                               what="a torch.save file")
     for ref in storages:
@@ -733,7 +744,7 @@ def _torch_zip_contents(path: str, archive: zipfile.ZipFile
     return _state_dict_entries(obj, path)
 
 
-def _torch_legacy_entries(path: str) -> tuple[list[tuple[str, tuple[int, ...] | None]], bool]:
+def _torch_legacy_entries(path: str) -> tuple[_Entries, bool]:
     """The pre-1.6 format: magic, protocol, sys_info and the object as consecutive
     pickles, then the storage keys, then the raw storages."""
     with _open_regular(path, "torch checkpoint") as handle:
@@ -777,7 +788,7 @@ class _BoundedReader:
         self._left -= len(chunk)
         self.consumed += len(chunk)
         if self._left < 0:
-            raise CheckpointError(f"pickle is over the {MAX_PICKLE_BYTES // MiB} MiB limit")
+            raise CheckpointError(f"pickle is over the {_size_text(MAX_PICKLE_BYTES)} limit")
         return chunk
 
     def read(self, size: int = -1) -> bytes:
@@ -790,13 +801,13 @@ class _BoundedReader:
         return self._take(self._handle.readline(limit))
 
 
-def _state_dict_entries(obj: Any, path: str) -> tuple[list[tuple[str, tuple[int, ...] | None]], bool]:
+def _state_dict_entries(obj: Any, path: str) -> tuple[_Entries, bool]:
     if isinstance(obj, TensorStub) or not isinstance(obj, dict):
         kind = "tensor" if isinstance(obj, TensorStub) else type(obj).__name__
         raise CheckpointError(f"{path} holds a {kind}, not a state dict",
                               hint="save model.state_dict() (or {'model': model.state_dict()})")
     container = isinstance(obj.get("model"), dict)
-    entries: list[tuple[str, tuple[int, ...] | None]] = []
+    entries: _Entries = []
     on_path: set[int] = set()
 
     def walk(prefix: str, mapping: dict, depth: int) -> None:
@@ -817,7 +828,7 @@ def _state_dict_entries(obj: Any, path: str) -> tuple[list[tuple[str, tuple[int,
 
 # --- safetensors / Hugging Face ------------------------------------------------------
 
-def _safetensors_entries(path: str) -> list[tuple[str, tuple[int, ...] | None]]:
+def _safetensors_entries(path: str) -> _Entries:
     header = _safetensors_header(path)
     return [(name, shape) for name, shape in header.items()]
 
@@ -833,7 +844,7 @@ def _safetensors_header(path: str) -> dict[str, tuple[int, ...]]:
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > MAX_SAFETENSORS_HEADER_BYTES:
             raise CheckpointError(f"{path}: safetensors header size {header_len} is absurd "
-                                  f"(limit {MAX_SAFETENSORS_HEADER_BYTES // MiB} MiB)",
+                                  f"(limit {_size_text(MAX_SAFETENSORS_HEADER_BYTES)})",
                                   hint="the file is corrupt or not a safetensors file")
         if 8 + header_len > size:
             raise CheckpointError(f"{path} is truncated: the header claims {header_len} bytes "
@@ -902,7 +913,7 @@ def _read_hf_index(index_path: str, notes: list[str]) -> _Contents:
     for name, shard in weight_map.items():
         by_shard.setdefault(shard, []).append(name)
 
-    entries: list[tuple[str, tuple[int, ...] | None]] = []
+    entries: _Entries = []
     unlisted = 0
     for shard, listed in by_shard.items():
         if not _is_safe_relative(shard):
@@ -1039,15 +1050,21 @@ def _open_regular(path: str, what: str) -> BinaryIO:
 def _read_bounded(path: str, limit: int, what: str) -> bytes:
     with _open_regular(path, what) as handle:
         if os.fstat(handle.fileno()).st_size > limit:
-            raise CheckpointError(f"{what} {path} is larger than the {limit // 1024} KiB "
+            raise CheckpointError(f"{what} {path} is larger than the {_size_text(limit)} "
                                   "kforge reads for it", hint="the file is corrupt or misplaced")
         try:
             data = handle.read(limit + 1)
         except OSError as exc:
             raise _os_error(exc, path, what) from None
     if len(data) > limit:
-        raise CheckpointError(f"{what} {path} grew past {limit // 1024} KiB while being read")
+        raise CheckpointError(f"{what} {path} grew past {_size_text(limit)} while being read")
     return data
+
+
+def _size_text(size: int) -> str:
+    if size >= MiB:
+        return f"{size // MiB} MiB"
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} bytes"
 
 
 def _read_head(path: str, size: int) -> bytes:

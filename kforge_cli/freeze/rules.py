@@ -53,7 +53,8 @@ class Context:
         whole = [alias for alias, m in self.alias_masks.items() if m == mask]
         n, numel = popcount(mask), human_count(self.numel(mask))
         if whole:
-            return f"the {plural(n, 'parameter')} of alias {whole[0]!r} ({numel} elements)"
+            count = "the one parameter" if n == 1 else f"the {n} parameters"
+            return f"{count} of alias {whole[0]!r} ({numel} elements)"
         return f"{plural(n, 'parameter')} ({numel} elements, e.g. {self.examples(mask)})"
 
     def data(self, mask: int) -> dict[str, Any]:
@@ -324,6 +325,8 @@ def kf304(a: Analysis, ctx: Context) -> list[Finding]:
                 entry.add(step, fresh)
 
     for boundary in a.boundaries:
+        if a.max_steps is not None and boundary >= a.max_steps:
+            continue  # no optimizer step follows, so nothing is left un-updated
         fresh = a.fresh.get(boundary)
         if fresh is not None and boundary >= 1:
             collect(fresh, boundary, True)

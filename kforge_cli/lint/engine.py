@@ -51,7 +51,6 @@ def check_file(path: str, *, world_size: int | None = None,
         ("job validation", lambda c: validate_rules(job, c, world_size, bad)),
         ("model build", lambda c: build_rules(job, c, bad)),
         ("trainer startup", lambda c: startup_rules(job, c, bad)),
-        ("training loop", lambda c: _freeze_config_rules(job, c, bad)),
         ("training loop", lambda c: first_step_rules(job, c)),
         (None, lambda c: advice(job, data, c)),
     ):
@@ -59,10 +58,20 @@ def check_file(path: str, *, world_size: int | None = None,
         run(checker)
         report.findings.extend(checker.findings)
 
+    plan = None
     if deep:
-        from kforge_cli.lint.deep import deep_findings
+        from kforge_cli.lint.deep import deep_check
 
-        report.findings.extend(deep_findings(report, model_ckpt=model_ckpt))
+        known = {f.key for f in report.findings if f.is_error and f.key}
+        result = deep_check(job, model_ckpt=model_ckpt, known_error_keys=known)
+        report.extras["deep"] = result
+        report.findings.extend(result.findings)
+        plan = result.plan
+    if plan is None:
+        # Without a plan, the freeze rules that need no parameters still run.
+        checker = Checker("", stage="training loop")
+        _freeze_config_rules(job, checker, bad)
+        report.findings.extend(checker.findings)
 
     if load.source is not None:
         report.findings = locate(report.findings, load.source)

@@ -27,6 +27,10 @@ def build_meta_model(job: Any) -> MetaModel:
 
     Raises ``ModelBuildError`` wherever the trainer's own model build would fail.
     """
+    import warnings
+
+    # torch warns at import when NumPy is absent; building on meta never needs NumPy.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     from kforge_cli.model.build import build_meta_model as build
 
     return build(job)

@@ -84,7 +84,7 @@ def test_run_dir_without_latest_picks_newest_step_numerically(tmp_path: Path) ->
     m = read_checkpoint(run)
     assert m.resolved_path == str(run / "step_10")
     assert m.step == 10
-    assert m.notes[0] == "no `latest`; picked newest step step_10"
+    assert m.notes[0] == "no `latest`; picked newest step_10"
 
 
 def test_newest_complete_step_skips_interrupted_save(tmp_path: Path) -> None:

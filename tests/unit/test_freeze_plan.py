@@ -363,6 +363,12 @@ def test_kf304_stage_unfreezes_what_the_optimizer_was_built_without() -> None:
     assert "transformer.cross_attention_layers.0.attn.weight" not in plan.optimizer_param_names
 
 
+def test_kf304_needs_a_training_step_after_the_unfreeze() -> None:
+    vlm = make_vlm("cross_attention", [("transformer", True)], [(40, [("cross_attention", False)])])
+    assert "KF304" not in codes(plan_freeze(ca_model(), vlm, 40))
+    assert "KF304" in codes(plan_freeze(ca_model(), vlm, 41))
+
+
 def test_kf304_fix_from_the_hint_keeps_the_parameters_in_the_optimizer() -> None:
     vlm = make_vlm("cross_attention", [], [(1, [("transformer", True)]), (10, [("cross_attention", False)])])
     plan = plan_freeze(ca_model(), vlm, 40)

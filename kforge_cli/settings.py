@@ -1,0 +1,174 @@
+"""``[tool.kforge]`` settings and rule selection (``select`` / ``ignore``).
+
+Discovery works like ruff's: walking up from a config file's directory, the
+first ``pyproject.toml`` that has a ``[tool.kforge]`` table applies (one without
+it is skipped). The walk ends after the repository root (a directory holding
+``.git``, ``.hg`` or ``.svn``) or at the filesystem root::
+
+    [tool.kforge]
+    select = ["KF"]             # rule codes or code prefixes to report (default: all)
+    ignore = ["KF4", "KF305"]   # ... and those to drop
+    strict = true               # warnings fail the check too
+    world-size = 32             # as --world-size
+
+Selection is layered: the file's table, then the command line's ``--select`` /
+``--ignore``. A layer with ``select`` starts from nothing; one without it keeps
+what the previous layer enabled. Within a layer the most specific matching
+prefix decides, and ``ignore`` wins a tie; so ``--select KF401`` re-enables one
+rule that the file ignores as part of ``KF4``. KF001 (a file that cannot be read)
+is always reported: an unreadable input must fail the check.
+
+Pure Python: no typer, rich or torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+PYPROJECT = "pyproject.toml"
+VCS_MARKERS = (".git", ".hg", ".svn")
+ALWAYS_REPORTED = frozenset({"KF001"})
+SETTING_KEYS = ("select", "ignore", "strict", "world-size")
+_SELECTOR = re.compile(r"KF\d{0,3}")
+
+
+class SettingsError(ValueError):
+    """An invalid ``[tool.kforge]`` table or rule selector (a usage error)."""
+
+
+@dataclass(frozen=True)
+class SelectionLayer:
+    select: tuple[str, ...] | None = None  # None: keep what earlier layers enabled
+    ignore: tuple[str, ...] = ()
+
+    def decide(self, code: str, enabled_before: bool) -> bool:
+        selected = max((len(p) for p in self.select or () if code.startswith(p)), default=-1)
+        ignored = max((len(p) for p in self.ignore if code.startswith(p)), default=-1)
+        if selected < 0 and ignored < 0:
+            return enabled_before if self.select is None else False
+        return selected > ignored
+
+
+@dataclass(frozen=True)
+class RuleSelection:
+    layers: tuple[SelectionLayer, ...] = ()
+
+    def enabled(self, code: str) -> bool:
+        if code in ALWAYS_REPORTED:
+            return True
+        enabled = True
+        for layer in self.layers:
+            enabled = layer.decide(code, enabled)
+        return enabled
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: str | None = None  # the pyproject.toml they come from; None: no settings file
+    selection: SelectionLayer = field(default_factory=SelectionLayer)
+    strict: bool | None = None
+    world_size: int | None = None
+
+
+def parse_selectors(values: Iterable[str], origin: str) -> tuple[str, ...]:
+    """Comma-separated or repeated codes / prefixes -> normalized selectors."""
+    from kforge_cli.lint.catalog import RULES
+
+    codes = [rule.code for rule in RULES]
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            selector = part.strip().upper()
+            if not selector:
+                continue
+            if not _SELECTOR.fullmatch(selector) or not any(c.startswith(selector) for c in codes):
+                raise SettingsError(
+                    f"{origin}: {part.strip()!r} is not a rule code or prefix of one "
+                    "(e.g. KF4 or KF301; `kforge rules` lists them)")
+            if selector not in out:
+                out.append(selector)
+    return tuple(out)
+
+
+def cli_layer(select: Iterable[str], ignore: Iterable[str]) -> SelectionLayer:
+    chosen = parse_selectors(select, "--select")
+    return SelectionLayer(select=chosen or None, ignore=parse_selectors(ignore, "--ignore"))
+
+
+def settings_from_table(table: Any, origin: str) -> Settings:
+    """Validate a ``[tool.kforge]`` table; every problem is a SettingsError naming the key."""
+    where = f"{origin}: [tool.kforge]"
+    if not isinstance(table, dict):
+        raise SettingsError(f"{where} must be a table, not {type(table).__name__}")
+    for key in table:
+        if key not in SETTING_KEYS:
+            close = difflib.get_close_matches(key.replace("_", "-"), SETTING_KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(SETTING_KEYS)}"
+            raise SettingsError(f"{where} has an unknown key {key!r}; {hint}")
+    selectors = {}
+    for key in ("select", "ignore"):
+        value = table.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f'{where}.{key} must be a list of rule codes, e.g. {key} = ["KF4", "KF301"]')
+        selectors[key] = parse_selectors(value, f"{where}.{key}")
+    strict = table.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise SettingsError(f"{where}.strict must be true or false, not {strict!r}")
+    world_size = table.get("world-size")
+    if world_size is not None and (not isinstance(world_size, int) or isinstance(world_size, bool)
+                                   or world_size < 1):
+        raise SettingsError(f"{where}.world-size must be a positive integer, not {world_size!r}")
+    layer = SelectionLayer(select=selectors.get("select"), ignore=selectors.get("ignore", ()))
+    return Settings(path=origin, selection=layer, strict=strict, world_size=world_size)
+
+
+class SettingsFinder:
+    """Finds the settings of each config file; caches per directory for one invocation."""
+
+    def __init__(self) -> None:
+        self._by_directory: dict[str, Settings] = {}
+
+    def for_config(self, config_path: str) -> Settings:
+        return self._for_directory(os.path.dirname(os.path.abspath(config_path)))
+
+    def _for_directory(self, directory: str) -> Settings:
+        cached = self._by_directory.get(directory)
+        if cached is not None:
+            return cached
+        found = _read_pyproject(os.path.join(directory, PYPROJECT))
+        if found is None:
+            parent = os.path.dirname(directory)
+            at_boundary = parent == directory or any(
+                os.path.exists(os.path.join(directory, marker)) for marker in VCS_MARKERS)
+            found = Settings() if at_boundary else self._for_directory(parent)
+        self._by_directory[directory] = found
+        return found
+
+
+def _read_pyproject(path: str) -> Settings | None:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError:  # absent (the usual case), a directory, unreadable: not a settings file
+        return None
+    if b"kforge" not in raw:  # cheap skip for the many pyproject.toml files that never mention us
+        return None
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path} cannot be read for [tool.kforge]: {exc}") from None
+    tool = data.get("tool")
+    if not isinstance(tool, dict) or "kforge" not in tool:
+        return None
+    return settings_from_table(tool["kforge"], path)
