@@ -139,16 +139,21 @@ class SettingsFinder:
         return self._for_directory(os.path.dirname(os.path.abspath(config_path)))
 
     def _for_directory(self, directory: str) -> Settings:
-        cached = self._by_directory.get(directory)
-        if cached is not None:
-            return cached
-        found = _read_pyproject(os.path.join(directory, PYPROJECT))
-        if found is None:
+        visited = []
+        found = self._by_directory.get(directory)
+        while found is None:
+            visited.append(directory)
+            found = _read_pyproject(os.path.join(directory, PYPROJECT))
+            if found is not None:
+                break
             parent = os.path.dirname(directory)
-            at_boundary = parent == directory or any(
-                os.path.exists(os.path.join(directory, marker)) for marker in VCS_MARKERS)
-            found = Settings() if at_boundary else self._for_directory(parent)
-        self._by_directory[directory] = found
+            if parent == directory or any(os.path.exists(os.path.join(directory, m)) for m in VCS_MARKERS):
+                found = Settings()
+                break
+            directory = parent
+            found = self._by_directory.get(directory)
+        for seen in visited:
+            self._by_directory[seen] = found
         return found
 
 

@@ -311,8 +311,12 @@ def kf304(a: Analysis, ctx: Context) -> list[Finding]:
     build = a.build
     culprits: dict[SpecRef | str, _Unfreeze] = {}
 
+    # Parameters the model freezes itself (MoT's unused final norm) get no gradient
+    # either way, so unfreezing them later is not a trap worth reporting.
+    self_frozen = build.writers.get(CONSTRUCTION, 0)
+
     def collect(trace: Trace, step: int, fresh: bool) -> None:
-        for writer, part in trace.writers_of(build.state.mask & ~trace.state.mask):
+        for writer, part in trace.writers_of(build.state.mask & ~trace.state.mask & ~self_frozen):
             entry = culprits.setdefault(writer, _Unfreeze())
             entry.mask |= part
             entry.add(step, fresh)
@@ -351,17 +355,13 @@ def kf304(a: Analysis, ctx: Context) -> list[Finding]:
             "only parameters with requires_grad=True after the build-time freeze, so "
             f"{when} these receive gradients but are never updated.")
         spec_writers = sorted({w for w in build_writers if isinstance(w, SpecRef)}, key=lambda w: w.key)
-        if not spec_writers:
-            hint = ("the model itself freezes these parameters because its forward pass never uses "
-                    "them; narrow the spec so it leaves them alone")
-        else:
-            keys = ", ".join(w.key for w in spec_writers)
-            hint = (
-                f"keep them trainable at build time: remove or narrow {keys} and freeze them instead "
-                f"with a stage {{start_step = 1, specs = [{{module = {json.dumps(spec_writers[0].module)}, "
-                "frozen = true}]}. The optimizer is then built with them, the step-1 stage freezes "
-                "them right after the first optimizer step (with scheduler.warmup_steps > 0 that "
-                "step's LR is 0, so they do not move), and the later unfreeze takes effect")
+        keys = ", ".join(w.key for w in spec_writers)
+        hint = (
+            f"keep them trainable at build time: remove or narrow {keys} and freeze them instead "
+            f"with a stage {{start_step = 1, specs = [{{module = {json.dumps(spec_writers[0].module)}, "
+            "frozen = true}]}. The optimizer is then built with them, the step-1 stage freezes "
+            "them right after the first optimizer step (with scheduler.warmup_steps > 0 that "
+            "step's LR is 0, so they do not move), and the later unfreeze takes effect")
         data: dict[str, Any] = {"start_step": writer.start_step, "module": writer.module,
                                 "step": entry.first_step, "fresh_run": entry.fresh_run,
                                 "resume": entry.resume, **ctx.data(entry.mask)}

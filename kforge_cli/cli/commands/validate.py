@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from kforge_cli.lint.engine import FileReport
 
 
 class ValidateFormat(str, Enum):
@@ -24,19 +28,35 @@ def validate(
                               "parameter-level freeze rules (imports torch)."),
     model_ckpt: Optional[str] = typer.Option(None, "--model-ckpt", help="With --deep: check the config "
                                              "against this checkpoint."),
-    strict: bool = typer.Option(False, "--strict", help="Warnings fail the check too."),
+    strict: Optional[bool] = typer.Option(
+        None, "--strict/--no-strict", show_default=False,
+        help="Warnings fail the check too. Default: strict in \\[tool.kforge], else off."),
+    select: list[str] = typer.Option(
+        [], "--select", metavar="CODES",
+        help="Report only these rule codes or prefixes (comma-separated or repeated, e.g. KF3,KF401); "
+        "replaces select in \\[tool.kforge]."),
+    ignore: list[str] = typer.Option(
+        [], "--ignore", metavar="CODES",
+        help="Drop these rule codes or prefixes (comma-separated or repeated, e.g. KF4,KF305), on top of "
+        "\\[tool.kforge]. Ignored findings are left out of the output AND the verdict: an ignored error no "
+        "longer fails the file. KF001 (unreadable file) cannot be ignored."),
     output_format: ValidateFormat = typer.Option(ValidateFormat.text, "--format", "-f", case_sensitive=False,
                                                  help="Output format."),
     overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                         help="Override a field as the trainer's --KEY=VALUE does "
                                         "(value parsed as a Python literal)."),
 ) -> None:
-    """Report every error the KempnerForge trainer would hit, with file, line, key and fix."""
+    """Report every error the KempnerForge trainer would hit, with file, line, key and fix.
+
+    Settings come from the \\[tool.kforge] table (select, ignore, strict, world-size) of the nearest
+    pyproject.toml above each FILE, up to the repository root; command-line options override it.
+    """
     from kforge_cli.cli.exitcodes import ExitCode
     from kforge_cli.cli.output import fail, print_json, stdout_console
     from kforge_cli.cli.reporters import render_github, render_text, validate_document
     from kforge_cli.config.loader import OverrideError, parse_override
     from kforge_cli.lint.engine import check_file
+    from kforge_cli.settings import RuleSelection, SettingsError, SettingsFinder, cli_layer
 
     if model_ckpt and not deep:
         fail("--model-ckpt needs --deep (the checkpoint is compared with the built model)")
@@ -47,8 +67,24 @@ def validate(
         fail(str(exc))
         raise typer.Exit(ExitCode.USAGE) from None
 
-    reports = [check_file(path, world_size=world_size, overrides=parsed, deep=deep, model_ckpt=model_ckpt)
-               for path in files]
+    try:
+        command_line = cli_layer(select, ignore)
+        finder = SettingsFinder()
+        settings = [finder.for_config(path) for path in files]
+    except SettingsError as exc:
+        fail(str(exc), "fix the selector or the [tool.kforge] table; `kforge rules` lists the codes")
+        raise typer.Exit(ExitCode.USAGE) from None
+
+    reports = []
+    for path, found in zip(files, settings):
+        report = check_file(path, world_size=world_size or found.world_size, overrides=parsed, deep=deep,
+                            model_ckpt=model_ckpt)
+        selection = RuleSelection((found.selection, command_line))
+        report.findings = [f for f in report.findings if selection.enabled(f.code)]
+        if strict is None and found.strict:
+            report = _judged_strictly(report)
+        reports.append(report)
+    strict = bool(strict)
     if output_format is ValidateFormat.json:
         print_json(validate_document(reports, strict))
     elif output_format is ValidateFormat.github:
@@ -63,6 +99,26 @@ def validate(
         render_text(stdout_console(), reports, strict)
     if not all(r.valid(strict) for r in reports):
         raise typer.Exit(ExitCode.FINDINGS)
+
+
+@functools.cache
+def _strict_report_class() -> type[FileReport]:
+    from kforge_cli.lint.engine import FileReport
+
+    class StrictReport(FileReport):
+        """A file whose [tool.kforge] says strict = true: judged strictly whatever the reporter asks."""
+
+        def valid(self, strict: bool = False) -> bool:
+            return super().valid(True)
+
+    return StrictReport
+
+
+def _judged_strictly(report: FileReport) -> FileReport:
+    import dataclasses
+
+    fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
+    return _strict_report_class()(**fields)
 
 
 def register(app: typer.Typer) -> None:
