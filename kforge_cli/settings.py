@@ -40,6 +40,10 @@ _SELECTOR = re.compile(r"KF\d{0,3}")
 class SettingsError(ValueError):
     """An invalid ``[tool.kforge]`` table or rule selector (a usage error)."""
 
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
 
 @dataclass(frozen=True)
 class SelectionLayer:
@@ -87,9 +91,8 @@ def parse_selectors(values: Iterable[str], origin: str) -> tuple[str, ...]:
             if not selector:
                 continue
             if not _SELECTOR.fullmatch(selector) or not any(c.startswith(selector) for c in codes):
-                raise SettingsError(
-                    f"{origin}: {part.strip()!r} is not a rule code or prefix of one "
-                    "(e.g. KF4 or KF301; `kforge rules` lists them)")
+                raise SettingsError(f"{origin}: {part.strip()!r} is not a rule code or a prefix of one",
+                                    "use codes like KF301 or prefixes like KF4; `kforge rules` lists them")
             if selector not in out:
                 out.append(selector)
     return tuple(out)
@@ -104,27 +107,30 @@ def settings_from_table(table: Any, origin: str) -> Settings:
     """Validate a ``[tool.kforge]`` table; every problem is a SettingsError naming the key."""
     where = f"{origin}: [tool.kforge]"
     if not isinstance(table, dict):
-        raise SettingsError(f"{where} must be a table, not {type(table).__name__}")
+        raise SettingsError(f"{where} must be a table, not {type(table).__name__}",
+                            'write it as a [tool.kforge] section, e.g. ignore = ["KF4"]')
     for key in table:
         if key not in SETTING_KEYS:
             close = difflib.get_close_matches(key.replace("_", "-"), SETTING_KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(SETTING_KEYS)}"
-            raise SettingsError(f"{where} has an unknown key {key!r}; {hint}")
+            raise SettingsError(f"{where} has an unknown key {key!r}", hint)
     selectors = {}
     for key in ("select", "ignore"):
         value = table.get(key)
         if value is None:
             continue
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise SettingsError(f'{where}.{key} must be a list of rule codes, e.g. {key} = ["KF4", "KF301"]')
+            raise SettingsError(f"{where}.{key} must be a list of rule codes, not {value!r}",
+                                f'write {key} = ["KF4", "KF301"]')
         selectors[key] = parse_selectors(value, f"{where}.{key}")
     strict = table.get("strict")
     if strict is not None and not isinstance(strict, bool):
-        raise SettingsError(f"{where}.strict must be true or false, not {strict!r}")
+        raise SettingsError(f"{where}.strict must be true or false, not {strict!r}", "write strict = true")
     world_size = table.get("world-size")
     if world_size is not None and (not isinstance(world_size, int) or isinstance(world_size, bool)
                                    or world_size < 1):
-        raise SettingsError(f"{where}.world-size must be a positive integer, not {world_size!r}")
+        raise SettingsError(f"{where}.world-size must be a positive integer, not {world_size!r}",
+                            "write the number of GPUs, e.g. world-size = 8")
     layer = SelectionLayer(select=selectors.get("select"), ignore=selectors.get("ignore", ()))
     return Settings(path=origin, selection=layer, strict=strict, world_size=world_size)
 
@@ -172,7 +178,8 @@ def _read_pyproject(path: str) -> Settings | None:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path} cannot be read for [tool.kforge]: {exc}") from None
+        raise SettingsError(f"{path} is not valid TOML, so its [tool.kforge] settings cannot be read: {exc}",
+                            "fix the file's syntax") from None
     tool = data.get("tool")
     if not isinstance(tool, dict) or "kforge" not in tool:
         return None

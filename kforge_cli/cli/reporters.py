@@ -40,7 +40,7 @@ def finding_lines(finding: Finding, indent: str = "  ") -> list[Any]:
     head = Text.assemble(indent, (f"{where:<7}", "dim"), (f"{finding.severity:<8}", _STYLE.get(finding.severity, "")),
                          (f"{finding.code}  ", "bold"), (finding.key or "", "magenta"))
     if finding.stage and finding.severity == ERROR:
-        head.append(f"  (rejected at {finding.stage})", style="dim")
+        head.append(f"  (fails at: {finding.stage})", style="dim")
     # Padding keeps wrapped message lines under the message, not at column 0.
     pad = (0, 0, 0, len(indent) + 15)
     lines = [head, Padding(Text(finding.message), pad, expand=False)]

@@ -1,7 +1,107 @@
+"""`kforge rules`: every rule code with its name, severity, meaning and an example."""
+
 from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
+if TYPE_CHECKING:
+    from kforge_cli.lint.catalog import Rule
+
+
+class RulesFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+HELP = ("List every rule code kforge reports, with its name, usual severity, meaning and an example.\n\n"
+        "Give a code (KF301), a prefix (KF3) or a name (freeze-unknown-alias) to show only those. "
+        "The same codes and prefixes work in validate's --select / --ignore and in \\[tool.kforge].")
+
+
+def rules(
+    code: Optional[str] = typer.Argument(None, metavar="[CODE]", show_default=False,
+                                         help="A rule code, code prefix or rule name."),
+    output_format: RulesFormat = typer.Option(RulesFormat.text, "--format", "-f", case_sensitive=False,
+                                              help="Output format."),
+) -> None:
+    from kforge_cli.cli.exitcodes import ExitCode
+    from kforge_cli.cli.output import fail, print_json, stdout_console
+    from kforge_cli.lint.catalog import RULES
+
+    chosen = list(RULES) if code is None else _matching(code.strip(), RULES)
+    if not chosen:
+        fail(f"no rule matches {code!r}", _suggestion(code, RULES))
+        raise typer.Exit(ExitCode.USAGE)
+    if output_format is RulesFormat.json:
+        print_json({"version": 1, "rules": [_as_json(rule) for rule in chosen]})
+    elif code is not None and len(chosen) == 1:
+        _render_one(chosen[0])
+    else:
+        stdout_console().print(_table(chosen))
+
+
+def _matching(query: str, catalog: tuple[Rule, ...]) -> list[Rule]:
+    upper = query.upper()
+    if upper.startswith("KF"):
+        return [rule for rule in catalog if rule.code.startswith(upper)]
+    return [rule for rule in catalog if rule.name == query.lower()]
+
+
+def _suggestion(query: str, catalog: tuple[Rule, ...]) -> str:
+    import difflib
+
+    candidates = [rule.code for rule in catalog] + [rule.name for rule in catalog]
+    close = difflib.get_close_matches(query, candidates, n=1)
+    return f"did you mean {close[0]!r}?" if close else "run `kforge rules` to list every code"
+
+
+def _as_json(rule: Rule) -> dict[str, str]:
+    return {"code": rule.code, "name": rule.name, "severity": rule.severity,
+            "summary": rule.summary, "example": rule.example}
+
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _table(chosen: list[Rule]):  # -> rich.table.Table
+    from rich.table import Table
+
+    table = Table(show_lines=False, header_style="bold", expand=False)
+    table.add_column("Code", no_wrap=True, style="bold")
+    table.add_column("Name", no_wrap=True)
+    table.add_column("Severity", no_wrap=True)
+    table.add_column("Meaning", ratio=3)
+    table.add_column("Example", ratio=2)
+    for rule in chosen:
+        table.add_row(rule.code, rule.name, f"[{_SEVERITY_STYLE.get(rule.severity, '')}]{rule.severity}[/]",
+                      _plain(rule.summary), _plain(rule.example))
+    return table
+
+
+def _render_one(rule: Rule) -> None:
+    from rich.text import Text
+
+    console = stdout_console_for_one()
+    console.print(Text.assemble((rule.code, "bold"), "  ", rule.name, "  ",
+                                (rule.severity, _SEVERITY_STYLE.get(rule.severity, ""))))
+    console.print(Text(rule.summary))
+    console.print(Text.assemble(("Example: ", "dim"), rule.example))
+
+
+def stdout_console_for_one():  # noqa: ANN201 - rich.console.Console, imported lazily
+    from kforge_cli.cli.output import stdout_console
+
+    return stdout_console()
+
+
+def _plain(text: str):  # -> rich.text.Text: catalog text is not Rich markup ([vlm] is a TOML table)
+    from rich.text import Text
+
+    return Text(text)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("rules", help=HELP)(rules)

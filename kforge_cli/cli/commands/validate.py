@@ -12,6 +12,12 @@ if TYPE_CHECKING:
     from kforge_cli.lint.engine import FileReport
 
 
+# Typer renders help as Rich markup, hence the escaped brackets.
+HELP = ("Report every error the KempnerForge trainer would hit, with file, line, key and fix.\n\n"
+        "Settings come from the \\[tool.kforge] table (select, ignore, strict, world-size) of the nearest "
+        "pyproject.toml above each FILE, up to the repository root; command-line options override them.")
+
+
 class ValidateFormat(str, Enum):
     text = "text"
     json = "json"
@@ -46,11 +52,7 @@ def validate(
                                         help="Override a field as the trainer's --KEY=VALUE does "
                                         "(value parsed as a Python literal)."),
 ) -> None:
-    """Report every error the KempnerForge trainer would hit, with file, line, key and fix.
-
-    Settings come from the \\[tool.kforge] table (select, ignore, strict, world-size) of the nearest
-    pyproject.toml above each FILE, up to the repository root; command-line options override it.
-    """
+    """Report every error the KempnerForge trainer would hit, with file, line, key and fix."""
     from kforge_cli.cli.exitcodes import ExitCode
     from kforge_cli.cli.output import fail, print_json, stdout_console
     from kforge_cli.cli.reporters import render_github, render_text, validate_document
@@ -72,7 +74,7 @@ def validate(
         finder = SettingsFinder()
         settings = [finder.for_config(path) for path in files]
     except SettingsError as exc:
-        fail(str(exc), "fix the selector or the [tool.kforge] table; `kforge rules` lists the codes")
+        fail(str(exc), exc.hint)
         raise typer.Exit(ExitCode.USAGE) from None
 
     reports = []
@@ -122,4 +124,4 @@ def _judged_strictly(report: FileReport) -> FileReport:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate")(validate)
+    app.command("validate", help=HELP)(validate)
