@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from kforge_cli.lint.catalog import Rule
 
 
@@ -66,41 +68,32 @@ def _as_json(rule: Rule) -> dict[str, str]:
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _table(chosen: list[Rule]):  # -> rich.table.Table
+def _table(chosen: list[Rule]) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(show_lines=False, header_style="bold", expand=False)
+    table = Table(header_style="bold")
     table.add_column("Code", no_wrap=True, style="bold")
-    table.add_column("Name", no_wrap=True)
     table.add_column("Severity", no_wrap=True)
-    table.add_column("Meaning", ratio=3)
-    table.add_column("Example", ratio=2)
+    table.add_column("Rule", ratio=3, overflow="fold")
+    table.add_column("Example", ratio=2, overflow="fold")
     for rule in chosen:
-        table.add_row(rule.code, rule.name, f"[{_SEVERITY_STYLE.get(rule.severity, '')}]{rule.severity}[/]",
-                      _plain(rule.summary), _plain(rule.example))
+        # Text, not markup: catalog entries mention TOML tables such as [vlm].
+        table.add_row(rule.code, Text(rule.severity, _SEVERITY_STYLE.get(rule.severity, "")),
+                      Text.assemble((rule.name, "bold"), "\n", rule.summary), Text(rule.example))
     return table
 
 
 def _render_one(rule: Rule) -> None:
     from rich.text import Text
 
-    console = stdout_console_for_one()
+    from kforge_cli.cli.output import stdout_console
+
+    console = stdout_console()
     console.print(Text.assemble((rule.code, "bold"), "  ", rule.name, "  ",
                                 (rule.severity, _SEVERITY_STYLE.get(rule.severity, ""))))
     console.print(Text(rule.summary))
     console.print(Text.assemble(("Example: ", "dim"), rule.example))
-
-
-def stdout_console_for_one():  # noqa: ANN201 - rich.console.Console, imported lazily
-    from kforge_cli.cli.output import stdout_console
-
-    return stdout_console()
-
-
-def _plain(text: str):  # -> rich.text.Text: catalog text is not Rich markup ([vlm] is a TOML table)
-    from rich.text import Text
-
-    return Text(text)
 
 
 def register(app: typer.Typer) -> None:
