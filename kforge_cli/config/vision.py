@@ -12,6 +12,9 @@ from kforge_cli.config.section import Section
 
 # Encoders that probe feature_dim / num_tokens from a Hugging Face model.
 HF_VISION_ENCODER_TYPES = frozenset({"siglip2", "clip"})
+# What the parameter-free "random" encoder produces when its dims are left at 0.
+RANDOM_ENCODER_TOKENS = 16
+RANDOM_ENCODER_FEATURE_DIM = 768
 
 POOLING_ADAPTER_TYPES = ("avgpool", "attentional_pool")
 # Pooling adapters that cannot pool a ragged edge window.
@@ -45,25 +48,31 @@ class VisionEncoderConfig(Section):
 
 
 class PoolingError(ValueError):
-    """A token count the pooling adapter cannot pool."""
+    """A token count the pooling adapter cannot pool; ``field`` is the adapter or encoder knob at fault."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def pooled_token_count(num_input_tokens: int, window: int, *, require_divisible: bool = False) -> int:
     """ceil(grid / window)^2 for a square grid of patch tokens."""
     if window <= 0:
-        raise PoolingError(f"pool window must be positive (got {window})")
+        raise PoolingError(f"pool window must be positive (got {window})", "adapter.pool_window")
     if num_input_tokens <= 0:
-        raise PoolingError(f"num_input_tokens must be positive (got {num_input_tokens})")
+        raise PoolingError(f"num_input_tokens must be positive (got {num_input_tokens})",
+                           "vision_encoder.num_tokens")
     grid = math.isqrt(num_input_tokens)
     if grid * grid != num_input_tokens:
         raise PoolingError(
             f"pooling requires a square patch grid, but num_tokens={num_input_tokens} is not a perfect "
-            "square. Use a vision encoder that strips any CLS token so the patch tokens form a square grid.")
+            "square. Use a vision encoder that strips any CLS token so the patch tokens form a square grid.",
+            "vision_encoder.num_tokens")
     if require_divisible and grid % window != 0:
         raise PoolingError(
             f"this pooling connector requires the patch grid ({grid}x{grid}) be divisible by the pool "
             f"window ({window}); got a ragged grid (num_tokens={num_input_tokens}). Use avgpool for ragged "
-            "grids, or pick a divisible window.")
+            "grids, or pick a divisible window.", "adapter.pool_window")
     per_side = -(-grid // window)
     return per_side * per_side
 

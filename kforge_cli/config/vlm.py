@@ -38,6 +38,13 @@ ARCH_MODULE_ALIASES: dict[str, dict[str, list[str]]] = {
 RESERVED_ARCHS: set[str] = set()
 
 
+def cross_attention_after_layers(n_layers: int, every: int) -> list[int]:
+    """Text-layer indices a cross-attention block runs after: every ``every``-th layer."""
+    if every <= 0:
+        return []
+    return [(block + 1) * every - 1 for block in range(n_layers // every)]
+
+
 def module_patterns_for(arch: str) -> dict[str, list[str]]:
     patterns = {alias: list(p) for alias, p in DEFAULT_MODULE_PATTERNS.items()}
     for alias, p in ARCH_MODULE_ALIASES.get(arch, {}).items():

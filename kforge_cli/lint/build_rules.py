@@ -7,16 +7,14 @@ from kforge_cli.config.job import JobConfig
 from kforge_cli.config.registry import registry
 from kforge_cli.config.vision import (
     HF_VISION_ENCODER_TYPES,
+    RANDOM_ENCODER_FEATURE_DIM,
+    RANDOM_ENCODER_TOKENS,
     AdapterConfig,
     PoolingError,
     VideoConfig,
     VisionEncoderConfig,
 )
-from kforge_cli.config.vlm import CrossAttentionConfig, MoTConfig, VLMConfig
-
-# What the parameter-free "random" encoder produces when its dims are left at 0.
-RANDOM_ENCODER_DEFAULT_TOKENS = 16
-RANDOM_ENCODER_DEFAULT_FEATURE_DIM = 768
+from kforge_cli.config.vlm import CrossAttentionConfig, MoTConfig, VLMConfig, cross_attention_after_layers
 
 
 def encoder_dims(encoder: VisionEncoderConfig) -> tuple[int | None, int | None]:
@@ -24,8 +22,8 @@ def encoder_dims(encoder: VisionEncoderConfig) -> tuple[int | None, int | None]:
     tokens = encoder.num_tokens if encoder.num_tokens > 0 else None
     features = encoder.feature_dim if encoder.feature_dim > 0 else None
     if encoder.type == "random":
-        tokens = tokens or RANDOM_ENCODER_DEFAULT_TOKENS
-        features = features or RANDOM_ENCODER_DEFAULT_FEATURE_DIM
+        tokens = tokens or RANDOM_ENCODER_TOKENS
+        features = features or RANDOM_ENCODER_FEATURE_DIM
     return tokens, features
 
 
@@ -138,7 +136,7 @@ def build_rules(job: JobConfig, c: Checker, bad: set[str]) -> None:
     try:
         per_frame = adapter.output_num_tokens(tokens)
     except PoolingError as exc:
-        c.error("KF209", "adapter.type",
+        c.error("KF209", exc.field,
                 f"adapter.type={adapter.type!r} cannot pool the encoder's {tokens} tokens: {exc}",
                 "set vision_encoder.num_tokens explicitly and pick a compatible adapter")
         return
@@ -158,5 +156,4 @@ def cross_attention_blocks(job: JobConfig) -> list[int]:
     vlm = job.vlm
     if not isinstance(vlm, CrossAttentionConfig) or vlm.cross_attention_every_n_layers <= 0:
         return []
-    every = vlm.cross_attention_every_n_layers
-    return [i for i in range(job.model.n_layers) if (i + 1) % every == 0]
+    return cross_attention_after_layers(job.model.n_layers, vlm.cross_attention_every_n_layers)

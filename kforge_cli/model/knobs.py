@@ -15,22 +15,29 @@ from typing import Any
 
 from kforge_cli.model.manifest import ModelBuildError
 
+from kforge_cli.config.model import ACTIVATIONS, NORM_TYPES  # noqa: E402
+from kforge_cli.config.vision import (  # noqa: E402
+    ADAPTER_ACTIVATIONS,
+    DIVISIBLE_ONLY_POOL_TYPES,
+    HF_VISION_ENCODER_TYPES,
+    POOLING_ADAPTER_TYPES,
+    RANDOM_ENCODER_FEATURE_DIM,
+    RANDOM_ENCODER_TOKENS,
+    PoolingError,
+)
+from kforge_cli.config.vision import pooled_token_count as _pooled_token_count  # noqa: E402
+from kforge_cli.config.vlm import cross_attention_after_layers  # noqa: E402,F401 - re-exported
+
+# What this builder knows how to build (a plugin may register more names; those
+# are reported as unbuildable rather than guessed).
 TEXT_MODEL_TYPES = ("transformer",)
-NORM_TYPES = ("rmsnorm", "layernorm")
-ACTIVATIONS = ("silu", "gelu", "relu")
 MOE_ROUTERS = ("softmax_topk", "sigmoid_topk")
 ADAPTER_TYPES = ("mlp_2layer", "linear", "avgpool", "attentional_pool")
-ADAPTER_ACTIVATIONS = ("gelu", "silu", "relu")
-POOLING_ADAPTERS = ("avgpool", "attentional_pool")
-# Pooling adapters that cannot pool ragged edge windows.
-DIVISIBLE_ONLY_POOLING_ADAPTERS = ("attentional_pool",)
 VISION_ENCODERS = ("random", "siglip2", "clip")
-HF_VISION_ENCODERS = ("siglip2", "clip")
 VLM_ARCHES = ("joint_decoder", "cross_attention", "mot", "moma")
-
-# What the reference's "random" stub encoder falls back to when the config leaves 0.
-RANDOM_ENCODER_TOKENS = 16
-RANDOM_ENCODER_FEATURE_DIM = 768
+POOLING_ADAPTERS = POOLING_ADAPTER_TYPES
+DIVISIBLE_ONLY_POOLING_ADAPTERS = DIVISIBLE_ONLY_POOL_TYPES
+HF_VISION_ENCODERS = HF_VISION_ENCODER_TYPES
 
 
 def _plain(value: Any) -> Any:
@@ -267,22 +274,15 @@ def read_adapter_spec(adapter: Any) -> AdapterSpec:
 
 def pooled_token_count(num_tokens: int, window: int, *, require_divisible: bool,
                        tokens_key: str = "vision_encoder.num_tokens") -> int:
-    """Tokens left after pooling a square patch grid with a window x window kernel."""
-    _require(num_tokens > 0, f"pooling needs a positive token count (got {num_tokens})",
-             tokens_key, "use an encoder that emits patch tokens")
-    side = math.isqrt(num_tokens)
-    _require(side * side == num_tokens,
-             f"pooling adapters need a square patch grid, but the encoder emits {num_tokens} "
-             "tokens (not a perfect square)", tokens_key,
-             "use a token count that is a perfect square (strip any CLS token), "
-             "or a projection adapter (mlp_2layer / linear)")
-    if require_divisible:
-        _require(side % window == 0,
-                 f"attentional_pool needs the {side}x{side} patch grid divisible by "
-                 f"adapter.pool_window ({window})", "adapter.pool_window",
-                 f"pick a pool_window that divides {side}, or use adapter.type = \"avgpool\"")
-    per_side = -(-side // window)
-    return per_side * per_side
+    """Tokens left after pooling a square patch grid, as a ModelBuildError naming the knob."""
+    try:
+        return _pooled_token_count(num_tokens, window, require_divisible=require_divisible)
+    except PoolingError as exc:
+        key = tokens_key if exc.field == "vision_encoder.num_tokens" else exc.field
+        hint = ("use a token count that is a perfect square (strip any CLS token), or a projection "
+                "adapter (mlp_2layer / linear)" if key == tokens_key else
+                'pick a pool_window that divides the grid side, or use adapter.type = "avgpool"')
+        raise ModelBuildError(str(exc), key, hint) from None
 
 
 @dataclass(frozen=True)
@@ -312,13 +312,6 @@ class VLMSpec:
     def mot_image_heads(self, model_n_heads: int, model_n_kv_heads: int) -> tuple[int, int]:
         heads = self.mot_image_n_heads or model_n_heads
         return heads, self.mot_image_n_kv_heads or model_n_kv_heads or heads
-
-
-def cross_attention_after_layers(n_layers: int, every: int) -> list[int]:
-    """Text-layer index each cross-attention block runs after, in block order."""
-    if every <= 0:
-        return []
-    return [(block + 1) * every - 1 for block in range(n_layers // every)]
 
 
 def _modalities(value: Any, key: str) -> tuple[str, ...]:
