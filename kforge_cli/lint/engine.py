@@ -82,6 +82,9 @@ def check_file(path: str, *, world_size: int | None = None,
 def _freeze_config_rules(job: Any, c: Checker, bad: set[str]) -> None:
     if job.vlm is None or any(k.startswith("vlm.freeze") for k in bad):
         return
+    from kforge_cli.lint.freeze_rules import nothing_trainable_rule
+
+    nothing_trainable_rule(job, c)
     try:
         from kforge_cli.freeze.plan import config_freeze_findings
     except ImportError:  # the freeze engine lands separately

@@ -190,11 +190,21 @@ def test_validate_deep_reports_parameter_level_findings(kforge, shared_fixtures)
     assert "KF304" not in shallow and "KF304" in deep
 
 
-def test_nothing_trainable_is_an_error(kforge, tmp_path):
+def test_nothing_trainable_is_an_error_with_and_without_parameters(kforge, tmp_path):
     config = write_config(tmp_path, extra='freeze = [{module = "transformer"}, {module = "adapter"}]\n')
-    kforge("validate", config, expect=0)  # needs parameter names to see it
-    doc = kforge("validate", "--deep", "-f", "json", config, expect=1).json()
-    assert "KF307" in {f["code"] for f in doc["files"][0]["findings"] if f["severity"] == "error"}
+    for args in (["validate"], ["validate", "--deep"]):
+        doc = kforge(*args, "-f", "json", config, expect=1).json()
+        errors = [f for f in doc["files"][0]["findings"] if f["severity"] == "error"]
+        assert [(f["code"], f["key"]) for f in errors] == [("KF307", "vlm.freeze")]
+
+
+def test_a_raw_pattern_that_freezes_part_of_a_component_is_not_kf307_without_parameters(kforge, tmp_path):
+    config = write_config(tmp_path, extra='freeze = [{module = "adapter"}]\n'
+                          '[vlm.module_patterns]\nadapter = ["adapter", "adapter.*"]\n'
+                          'transformer = ["transformer.layers.*"]\n'
+                          'vision_encoder = ["vision_encoder", "vision_encoder.*"]\n')
+    doc = kforge("validate", "-f", "json", config, expect=0).json()
+    assert "KF307" not in {f["code"] for f in doc["files"][0]["findings"]}
 
 
 def test_unreadable_config_still_gets_a_plan_entry(kforge, tmp_path, shared_fixtures):
