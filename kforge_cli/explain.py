@@ -51,7 +51,7 @@ from kforge_cli.lint.engine import FileReport, check_file
 __all__ = [
     "ArchView", "BuildFailure", "CrossAttentionLayout", "Explanation", "FieldDoc", "FieldRow", "FieldSummary",
     "ParamCounts", "SectionView", "StageCount", "TokenBudgetView", "UnknownFieldError", "all_field_keys",
-    "describe_field", "explain_file", "format_value",
+    "describe_field", "explain_file", "format_value", "type_text",
 ]
 
 CROSS_ATTENTION_PREFIX = "transformer.cross_attention_layers"
@@ -163,7 +163,7 @@ class TokenBudgetView:
     required: int | None
     model_max_seq_len: int
     train_seq_len: int
-    unknown_reason: str | None = None
+    unknown_reason: str | None = None  # why the image token count is not known
 
     @property
     def known(self) -> bool:
@@ -233,7 +233,8 @@ class ParamCounts:
     cross_attention: int | None = None  # a subset of transformer
     total: int | None = None  # of the parameters that are known
     trainable_at_step_0: int | None = None
-    frozen_at_step_0: int | None = None
+    frozen_at_step_0: int | None = None  # construction freeze + vlm.freeze, what the optimizer leaves out
+    frozen_at_construction: int | None = None  # parameters the model freezes itself (MoT's unused norm)
     later_stages: list[StageCount] = field(default_factory=list)
     unknown: list[UnknownPart] = field(default_factory=list)
     error: BuildFailure | None = None
@@ -241,6 +242,11 @@ class ParamCounts:
     @property
     def complete(self) -> bool:
         return self.error is None and not self.unknown
+
+    @property
+    def frozen_by_specs(self) -> int:
+        """Frozen at step 0 beyond what the model froze itself."""
+        return max(0, (self.frozen_at_step_0 or 0) - (self.frozen_at_construction or 0))
 
     def unknown_reason(self, prefix: str) -> str | None:
         for part in self.unknown:
@@ -257,6 +263,7 @@ class ParamCounts:
             "total": self.total,
             "trainable_at_step_0": self.trainable_at_step_0,
             "frozen_at_step_0": self.frozen_at_step_0,
+            "frozen_at_construction": self.frozen_at_construction,
             "later_stages": [dataclasses.asdict(s) for s in self.later_stages],
             "complete": self.complete,
             "unknown": [{"prefix": u.prefix, "reason": u.reason, "frozen_at_step_0": u.frozen_at_step_0}
@@ -452,14 +459,13 @@ def _token_budget(job: JobConfig, meta: Any) -> TokenBudgetView | None:
     adapter = job.adapter if isinstance(job.adapter, AdapterConfig) else AdapterConfig()
     frames = job.video.max_frames if isinstance(job.video, VideoConfig) else 1
     tokens, origin = None, None
+    default_tokens, _ = encoder_dims(encoder)
     if encoder.num_tokens > 0:
         tokens, origin = encoder.num_tokens, "vision_encoder.num_tokens"
+    elif default_tokens:
+        tokens, origin = default_tokens, f"the {encoder.type} encoder's default"
     elif meta is not None and meta.encoder_num_tokens:
         tokens, origin = meta.encoder_num_tokens, f"reported by the built {encoder.type} encoder"
-    else:
-        default_tokens, _ = encoder_dims(encoder)
-        if default_tokens:
-            tokens, origin = default_tokens, f"the {encoder.type} encoder's default"
     unknown_reason = None
     per_frame = visual = None
     if tokens is None:
@@ -477,8 +483,8 @@ def _token_budget(job: JobConfig, meta: Any) -> TokenBudgetView | None:
     in_residual = vlm.residual_stream_image_tokens(1) > 0
     residual = required = None
     if not in_residual:
-        # Images never enter the residual stream, so the budget does not depend on them.
-        residual, unknown_reason = 0, None
+        # Images never enter the residual stream: the budget is known even when their count is not.
+        residual = 0
     elif visual is not None:
         residual = vlm.residual_stream_image_tokens(visual)
     if residual is not None:
@@ -513,6 +519,7 @@ def _param_counts(job: JobConfig, meta: Any, failure: BuildFailure | None) -> Pa
         counts.transformer = meta.total_numel
     frozen, later, unknown_frozen = _freeze_counts(job, meta)
     counts.frozen_at_step_0 = frozen
+    counts.frozen_at_construction = sum(p.numel for p in meta.parameters if p.frozen_at_construction)
     counts.trainable_at_step_0 = meta.total_numel - frozen
     counts.later_stages = later
     counts.unknown = [UnknownPart(u.prefix, u.reason, unknown_frozen.get(u.prefix)) for u in meta.unknown]
@@ -830,8 +837,17 @@ def _summaries(prefix: str, entries: dict[str, _Entry]) -> list[FieldSummary]:
         arches = None
         if entry.arches is not None and set(entry.arches) != set(every):
             arches = [a for a in every if a in entry.arches]
-        out.append(FieldSummary(entry.name, type_text(entry.hint), _default_text(entry.field), entry.doc, arches))
+        default = _default_text(entry.field)
+        if entry.name == "arch" and prefix == "vlm":
+            default = format_value("joint_decoder")  # what the loader picks when arch is omitted
+        elif len({_default_text(_field_of(cls, entry.name)) for cls in entry.owners}) > 1:
+            default = "depends on vlm.arch"
+        out.append(FieldSummary(entry.name, type_text(entry.hint), default, entry.doc, arches))
     return out
+
+
+def _field_of(cls: type, name: str) -> dataclasses.Field | None:
+    return next((f for f in dataclasses.fields(cls) if f.name == name), None)
 
 
 def _describe_section(name: str, doc: str, entries: dict[str, _Entry]) -> FieldDoc:

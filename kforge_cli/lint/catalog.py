@@ -65,6 +65,9 @@ RULES: tuple[Rule, ...] = (
     Rule("KF210", "odd-head-dim", "error",
          "model.dim / model.n_heads is odd; rotary embeddings need an even head dimension.",
          "dim = 96, n_heads = 32 (head_dim 3)"),
+    Rule("KF211", "model-build-fails", "error",
+         "Building the model on the meta device fails for a reason the other rules do not name.",
+         "a negative FFN width from ffn_dim_multiplier"),
     Rule("KF301", "freeze-unknown-alias", "error",
          "A freeze spec's module is not an alias of vlm.module_patterns; the training loop's "
          "effective_freeze raises at the first step boundary that reaches it.",

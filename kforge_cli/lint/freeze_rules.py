@@ -23,6 +23,20 @@ def _covers(patterns: list[str], component: str) -> bool:
     return all(any(fnmatch.fnmatchcase(f"{component}.{probe}", p) for p in patterns) for probe in _PROBES)
 
 
+def _may_touch(patterns: list[str], component: str) -> bool:
+    """Whether a pattern could match some parameter under ``component`` (erring towards yes)."""
+    scope = component + "."
+    for pattern in patterns:
+        literal = pattern
+        for i, ch in enumerate(pattern):
+            if ch in "*?[":
+                literal = pattern[:i]
+                break
+        if pattern == component or literal.startswith(scope) or scope.startswith(literal):
+            return True
+    return False
+
+
 def _components(job: Any) -> list[str]:
     encoder = job.vision_encoder
     has_encoder_params = encoder is not None and getattr(encoder, "type", "random") != "random"
@@ -37,9 +51,13 @@ def _apply(frozen: dict[str, bool], specs: Any, vlm: VLMConfig) -> None:
         patterns = patterns_by_alias.get(spec.module, [spec.module])
         if not isinstance(patterns, list):
             continue
+        patterns = [p for p in patterns if isinstance(p, str)]
         for component in frozen:
-            if _covers([p for p in patterns if isinstance(p, str)], component):
+            if _covers(patterns, component):
                 frozen[component] = spec.frozen
+            elif not spec.frozen and _may_touch(patterns, component):
+                # Part of it becomes trainable again: no longer certainly frozen.
+                frozen[component] = False
 
 
 def nothing_trainable_rule(job: Any, c: Checker) -> None:

@@ -213,3 +213,14 @@ def test_unreadable_config_still_gets_a_plan_entry(kforge, tmp_path, shared_fixt
     assert [p["path"].endswith("missing.toml") for p in doc["plans"]] == [True, False]
     assert doc["plans"][0]["findings"][0]["code"] == "KF001"
     assert len(doc["plans"][1]["parameters"]) == 43
+
+
+def test_partial_unfreeze_keeps_the_component_trainable_without_parameters(kforge, tmp_path):
+    # The Llama-3.2-Vision recipe: freeze the text backbone, train the cross-attention blocks.
+    config = write_config(tmp_path, arch="cross_attention",
+                          extra='cross_attention_every_n_layers = 1\n'
+                                'freeze = [{module = "transformer"}, {module = "cross_attention", frozen = false},'
+                                ' {module = "adapter"}]\n')
+    for args in (["validate"], ["validate", "--deep"]):
+        doc = kforge(*args, "-f", "json", config, expect=0).json()
+        assert "KF307" not in {f["code"] for f in doc["files"][0]["findings"]}

@@ -21,7 +21,8 @@ class ExplainFormat(str, Enum):
 
 
 _SOURCE_LABEL = {"file": "file", "override": "--set", "default": "default"}
-_SETTING_WIDTH = 44
+_SETTING_WIDTH = 38
+_FREEZE_FIELDS = {"freeze": "spec", "freeze_schedule": "stage"}
 
 
 def explain(
@@ -123,15 +124,16 @@ def _header(e: Explanation) -> Text:
 
     counts = _counts(e)
     if not e.readable:
-        verdict, kind = "unreadable", None
+        verdict = "unreadable"
     elif not e.accepted:
-        verdict, kind = f"rejected at load: {counts}", None
+        verdict = f"rejected at load: {counts}"
     elif e.valid:
-        verdict, kind = "valid" + (f", {counts}" if counts else ""), None
+        verdict = "valid" + (f", {counts}" if counts else "")
     elif e.errors:
-        verdict, kind = f"invalid: {counts}", None
+        verdict = f"invalid: {counts}"
     else:
-        verdict, kind = "invalid: the model cannot be built" + (f"; {counts}" if counts else ""), None
+        verdict = "invalid: the model cannot be built" + (f"; {counts}" if counts else "")
+    kind = None
     if e.accepted:
         kind = "text-only job" if e.arch is None else f"{e.arch.arch} VLM"
         if e.token_budget is not None and e.token_budget.frames > 1:
@@ -174,41 +176,52 @@ def _print_block(console: Console, title: str, table: Any, footer: list[Text] | 
         console.print(Padding(line, (0, 0, 0, 2)))
 
 
-def _grid(*columns: dict[str, Any]) -> Table:
+def _grid(*columns: dict[str, Any], gap: int = 2) -> Table:
     from rich.table import Table
 
-    table = Table(box=None, show_header=False, padding=(0, 2, 0, 0), pad_edge=False, expand=False)
+    table = Table(box=None, show_header=False, padding=(0, gap, 0, 0), pad_edge=False, expand=False)
     for options in columns:
         table.add_column(**options)
     return table
 
 
+def _setting_text(section: str, row: Any, show_all: bool) -> str:
+    """The row as TOML would write it, "name = value"."""
+    from kforge_cli.explain import format_value
+
+    text = f"{row.name} = {format_value(row.value)}"
+    if not show_all and section == "vlm" and row.name in _FREEZE_FIELDS and len(text) > _SETTING_WIDTH:
+        # The Architecture block lists them spec by spec.
+        return f"{row.name} = ({_plural(len(row.value), _FREEZE_FIELDS[row.name])}, below)"
+    return text
+
+
 def _config_table(e: Explanation, show_all: bool) -> Table:
     from rich.text import Text
 
-    from kforge_cli.explain import format_value
-
-    shown = [(section, section.rows if show_all else section.set_rows) for section in e.sections if section.rows]
-    shown = [(section, rows) for section, rows in shown if rows]
+    shown = []
+    for section in e.sections:
+        rows = (section.rows if show_all else section.set_rows) or []
+        if rows:
+            shown.append((section, [(row, _setting_text(section.name, row, show_all)) for row in rows]))
     if not shown:
         table = _grid({"no_wrap": True})
         table.add_row(Text("every field is at its default"))
         return table
-    # Reads like the TOML itself: "name = value", where it came from, what it means.
-    assignments = [(row, f"{row.name} = {format_value(row.value)}") for _, rows in shown for row in rows]
-    setting_width = min(_SETTING_WIDTH, max([len(a) for _, a in assignments] + [len(s.name) + 2 for s, _ in shown]))
-    source_width = max(len(_SOURCE_LABEL.get(row.source, row.source)) for row, _ in assignments)
+    settings = [text for _, rows in shown for _, text in rows]
+    setting_width = min(_SETTING_WIDTH, max([len(t) for t in settings] + [len(s.name) + 2 for s, _ in shown]))
+    source_width = max(len(_SOURCE_LABEL.get(row.source, row.source)) for _, rows in shown for row, _ in rows)
+    # One line per field unless the value is long; `--field KEY` and JSON carry the whole doc.
     table = _grid({"width": setting_width, "overflow": "fold"}, {"width": source_width, "no_wrap": True},
-                  {"ratio": 1, "style": "dim"})
+                  {"ratio": 1, "no_wrap": True, "overflow": "ellipsis", "style": "dim"})
     table.expand = True
     for i, (section, rows) in enumerate(shown):
         if i:
             table.add_row("", "", "")
         table.add_row(Text(f"[{section.name}]", style="bold"), "", Text(section.doc))
-        for row in rows:
-            source = _SOURCE_LABEL.get(row.source, row.source)
-            table.add_row(Text(f"{row.name} = {format_value(row.value)}"),
-                          Text(source, style="dim" if row.source == "default" else ""), Text(row.doc))
+        for row, text in rows:
+            table.add_row(Text(text), Text(_SOURCE_LABEL.get(row.source, row.source),
+                                           style="dim" if row.source == "default" else ""), Text(row.doc))
     return table
 
 
@@ -227,6 +240,13 @@ def _config_footer(e: Explanation, show_all: bool) -> list[Text]:
     return lines
 
 
+def _patterns_text(patterns: list[str]) -> str:
+    # The default aliases pair a module with everything under it: say so in words.
+    if len(patterns) == 2 and patterns[1] == patterns[0] + ".*":
+        return f"{patterns[0]} and everything below it"
+    return ", ".join(patterns)
+
+
 def _arch_table(arch: ArchView) -> Table:
     from rich.text import Text
 
@@ -235,9 +255,9 @@ def _arch_table(arch: ArchView) -> Table:
     table = _grid({"no_wrap": True, "style": "bold"}, {"ratio": 1})
     table.add_row("arch", Text(f"{arch.arch}: {arch.description}" if arch.description else arch.arch))
     if arch.image_tokens_in_residual:
-        stream = "image tokens prepended to the text: image + text positions share one sequence"
+        stream = "image + text: every image token takes a sequence position, ahead of the text"
     else:
-        stream = "text only: image features reach the model as key/value inputs of cross-attention blocks"
+        stream = "text only: images enter as key/value inputs of the cross-attention blocks"
     table.add_row("residual stream", Text(stream))
     ca = arch.cross_attention
     if ca is not None:
@@ -268,7 +288,7 @@ def _arch_table(arch: ArchView) -> Table:
     width = max((len(a) for a in arch.module_aliases), default=0)
     for i, (alias, patterns) in enumerate(arch.module_aliases.items()):
         table.add_row("freeze aliases" if i == 0 else "",
-                      Text.assemble((alias.ljust(width), "magenta"), "  ", ", ".join(patterns)))
+                      Text.assemble((alias.ljust(width), "magenta"), "  ", _patterns_text(patterns)))
     if arch.dropped_aliases:
         table.add_row("", Text(f"vlm.module_patterns leaves out {', '.join(arch.dropped_aliases)}: freeze specs "
                                "naming them become raw patterns", style="yellow"))
@@ -367,15 +387,26 @@ def _params_table(p: ParamCounts) -> Any:
         row("transformer", p.transformer, "text backbone")
     missing = [u.prefix for u in p.unknown]
     row("total", p.total, f"without {', '.join(missing)}" if missing else "")
-    trainable_note = "construction + vlm.freeze" if p.is_vlm else "frozen at construction excluded"
-    if p.frozen_at_step_0 == 0:
+    if not p.frozen_at_step_0:
         trainable_note = "everything" if not missing else "every built parameter"
-    unfrozen_unknown = [u.prefix for u in p.unknown if u.frozen_at_step_0 is not True]
-    if unfrozen_unknown:
-        trainable_note += f"; plus the unknown {', '.join(unfrozen_unknown)}"
+    else:
+        from kforge_cli.freeze.units import human_count
+
+        by = [what for what, n in (("vlm.freeze", p.frozen_by_specs), ("the model itself", p.frozen_at_construction))
+              if n]
+        trainable_note = f"{human_count(p.frozen_at_step_0)} frozen at build by {' and '.join(by)}"
+    # An unbuilt component that no spec freezes trains too, but its count is unknown.
+    training = [u.prefix for u in p.unknown if u.frozen_at_step_0 is False]
+    unsure = [u.prefix for u in p.unknown if u.frozen_at_step_0 is None]
+    if training:
+        trainable_note += f"; the unbuilt {' and '.join(training)} also train{'s' if len(training) == 1 else ''}"
+    if unsure:
+        trainable_note += f"; the unbuilt {' and '.join(unsure)} may also train"
     row("trainable at step 0", p.trainable_at_step_0, trainable_note)
     for stage in p.later_stages:
-        row(f"  from step {stage.start_step}", stage.trainable, "trainable")
+        total = stage.trainable + stage.frozen
+        share = f"{100 * stage.trainable / total:.1f}% of the built parameters" if total else ""
+        row(f"  from step {stage.start_step}", stage.trainable, share)
     return table
 
 
@@ -416,8 +447,9 @@ def _explain_field(key: str, files: list[str], overrides: list[Any], as_json: bo
     try:
         doc = describe_field(key)
     except UnknownFieldError as exc:
-        hint = f"did you mean {' or '.join(exc.suggestions)}?" if exc.suggestions else \
-            "run `kforge explain --field SECTION` (e.g. model, vlm) to list a section's keys"
+        first, *others = exc.suggestions or [""]
+        hint = (f"did you mean {first}?" + (f" (also close: {', '.join(others)})" if others else "") if first
+                else "run `kforge explain --field SECTION` (e.g. model, vlm) to list a section's keys")
         fail(f"--field {key!r}: no such config key", hint)
         return ExitCode.USAGE
     values = [_field_value(path, doc.key, overrides) for path in files]
@@ -471,9 +503,11 @@ def _render_field(console: Console, doc: FieldDoc) -> None:
     if doc.kind == "field":
         table.add_row("type", Text(doc.type or ""))
         if doc.defaults_by_arch:
-            table.add_row("default", Text("depends on vlm.arch"))
+            by_arch = _grid({"no_wrap": True, "style": "magenta"}, {"ratio": 1})
             for arch, value in doc.defaults_by_arch.items():
-                table.add_row("", Text.assemble((arch, "magenta"), f"  {value}"))
+                by_arch.add_row(arch, Text(value))
+            table.add_row("default", Text("depends on vlm.arch"))
+            table.add_row("", by_arch)
         else:
             table.add_row("default", Text(doc.default or ""))
         if doc.unit:
@@ -483,24 +517,29 @@ def _render_field(console: Console, doc: FieldDoc) -> None:
                                                                      if doc.choices_enforced else "")))
     if doc.arches is not None and doc.kind == "field":
         table.add_row("arches", Text("every arch" if doc.all_arches else ", ".join(doc.arches) + " only"))
-    for i, rule in enumerate(doc.rules):
-        table.add_row("rules" if i == 0 else "", Text(f"- {rule}"))
-    if doc.kind == "field" and not doc.rules:
+    if doc.rules:
+        rules = _grid({"no_wrap": True}, {"ratio": 1}, gap=1)
+        for rule in doc.rules:
+            rules.add_row("-", Text(rule))
+        table.add_row("rules", rules)
+    elif doc.kind == "field":
         table.add_row("rules", Text("no check beyond its type", style="dim"))
     console.print(Padding(table, (0, 0, 0, 2)))
     if doc.fields:
         console.print()
-        console.print(Text("fields" if doc.kind == "section" else "each entry", style="bold"))
-        fields = _grid({"no_wrap": True}, {"max_width": 30, "overflow": "fold"}, {"max_width": 28, "overflow": "fold"},
+        is_array = doc.kind == "field" and (doc.type or "").startswith("array")
+        console.print(Text("each entry" if is_array else "fields", style="bold"))
+        # Name, default and doc; `--field KEY` on one of them gives its type and rules.
+        fields = _grid({"no_wrap": True}, {"max_width": 24, "no_wrap": True, "overflow": "ellipsis"},
                        {"ratio": 1, "style": "dim"})
         group: tuple[str, ...] | None = ()
         for summary in doc.fields:
             arches = tuple(summary.arches) if summary.arches else None
             if arches != group and arches is not None:
-                fields.add_row(Text(f"{', '.join(arches)} only", style="bold magenta"), "", "", "")
+                fields.add_row(Text(f"{', '.join(arches)} only", style="bold magenta"), "", "")
             group = arches
-            fields.add_row(Text(f"  {summary.name}" if arches else summary.name), Text(summary.type),
-                           Text(summary.default), Text(summary.doc))
+            fields.add_row(Text(f"  {summary.name}" if arches else summary.name), Text(summary.default),
+                           Text(summary.doc))
         console.print(Padding(fields, (0, 0, 0, 2)))
 
 
@@ -512,7 +551,7 @@ def _render_values(console: Console, values: list[dict[str, Any]]) -> None:
 
     console.print()
     console.print(Text("in your files", style="bold"))
-    table = _grid({"no_wrap": True}, {"ratio": 2, "overflow": "fold"}, {"no_wrap": True, "style": "dim"})
+    table = _grid({"no_wrap": True}, {"max_width": 60, "overflow": "fold"}, {"no_wrap": True, "style": "dim"})
     for v in values:
         if not v["loaded"]:
             table.add_row(Text(v["path"]), Text(f"cannot be loaded: {v.get('error', '')}", style="red"), "")
