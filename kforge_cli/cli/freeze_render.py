@@ -146,7 +146,8 @@ def _header(report: PlanReport) -> Text:
 
 def _stage_heading(plan: FreezePlan, index: int) -> Text:
     stage = plan.stages[index]
-    text = Text(f"steps {stage.step_range}", style="bold")
+    label = "step" if stage.end_step == stage.start_step else "steps"
+    text = Text(f"{label} {stage.step_range}", style="bold")
     for spec in stage.specs:
         verb = "freeze" if spec.frozen else "unfreeze"
         text.append(f"\n{verb} {spec.module}", style="dim")
