@@ -159,6 +159,10 @@ def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bo
             f"{alias} = {_toml_list([spec.module])} and set module = {json.dumps(alias)}. "
             "Setting [vlm.module_patterns] REPLACES the default aliases, so re-list the ones "
             f"you still use" + (f": {relist}" if relist else ""))
+        typo = None if any(ch in spec.module for ch in "*?[") else difflib.get_close_matches(
+            spec.module, aliases, n=1, cutoff=0.6)
+        if typo:
+            hint = f"did you mean the alias {typo[0]!r}? Set module = {json.dumps(typo[0])}. Otherwise, " + hint
         data: dict[str, Any] = {"module": spec.module, "start_step": spec.start_step, "step": step}
         if ctx is not None and selection is not None:
             data.update(ctx.data(selection.mask))
@@ -190,8 +194,9 @@ def kf302(policy: FreezePolicy, fresh_vs_plan: dict[int, int] | None = None,
             "step, equals start_step (1..train.max_steps), so a fresh run never applies it; a run "
             f"resumed from any checkpoint does (effective_freeze includes every stage with "
             f"start_step <= the resumed step).{effect}")
-        hint = ("move these specs into vlm.freeze to apply them at build time (before the optimizer "
-                "is created), or set start_step = 1 to apply them after the first optimizer step")
+        hint = ("set start_step = 1 to apply them right after the first optimizer step; moving them into "
+                "vlm.freeze instead applies them at build time, but then no later stage can unfreeze them "
+                "(the optimizer is built without frozen parameters)")
         out.append(warning("KF302", message, f"{stage.key}.start_step", hint, **data))
     return out
 
