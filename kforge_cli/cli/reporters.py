@@ -32,8 +32,23 @@ def verdict_text(report: FileReport, strict: bool) -> Any:
     return Text.assemble(("✗ ", "bold red"), (report.path, "bold"), (f"  invalid: {reason}", "red"))
 
 
+class Hanging:
+    """Text wrapped under a fixed indent, without the trailing padding rich.Padding adds."""
+
+    def __init__(self, text: Any, indent: int) -> None:
+        self.text = text
+        self.indent = indent
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        width = max(20, options.max_width - self.indent)
+        for line in self.text.wrap(console, width):
+            line.rstrip()
+            yield Text(" " * self.indent) + line
+
+
 def finding_lines(finding: Finding, indent: str = "  ") -> list[Any]:
-    from rich.padding import Padding
     from rich.text import Text
 
     where = f"{finding.line}:{finding.column or 1}" if finding.line else "-"
@@ -41,11 +56,11 @@ def finding_lines(finding: Finding, indent: str = "  ") -> list[Any]:
                          (f"{finding.code}  ", "bold"), (finding.key or "", "magenta"))
     if finding.stage and finding.severity == ERROR:
         head.append(f"  (fails at: {finding.stage})", style="dim")
-    # Padding keeps wrapped message lines under the message, not at column 0.
-    pad = (0, 0, 0, len(indent) + 15)
-    lines = [head, Padding(Text(finding.message), pad, expand=False)]
+    # Wrapped message lines stay under the message, not at column 0.
+    pad = len(indent) + 15
+    lines = [head, Hanging(Text(finding.message), pad)]
     if finding.hint:
-        lines.append(Padding(Text.assemble(("fix: ", "green"), finding.hint), pad, expand=False))
+        lines.append(Hanging(Text.assemble(("fix: ", "green"), finding.hint), pad))
     return lines
 
 
