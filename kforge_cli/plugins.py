@@ -62,10 +62,6 @@ class PluginFailure:
                 f"{self.error}")
 
 
-# Every failure of this process, for callers that want to show them again.
-failures: list[PluginFailure] = []
-
-
 def load_plugins(registry: Registry | None = None) -> list[PluginFailure]:
     """Call every ``kforge_cli.plugins`` entry point with ``registry``; return the failures."""
     if registry is None:
@@ -80,7 +76,6 @@ def load_plugins(registry: Registry | None = None) -> list[PluginFailure]:
         if failure is not None:
             sys.stderr.write(failure.message() + "\n")
             found.append(failure)
-    failures.extend(found)
     return found
 
 

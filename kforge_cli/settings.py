@@ -23,7 +23,6 @@ Pure Python: no typer, rich or torch.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterable
@@ -111,6 +110,8 @@ def settings_from_table(table: Any, origin: str) -> Settings:
                             'write it as a [tool.kforge] section, e.g. ignore = ["KF4"]')
     for key in table:
         if key not in SETTING_KEYS:
+            import difflib
+
             close = difflib.get_close_matches(key.replace("_", "-"), SETTING_KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(SETTING_KEYS)}"
             raise SettingsError(f"{where} has an unknown key {key!r}", hint)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -12,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-import kforge_cli.config.registry as registry_module
 import kforge_cli.plugins as plugins
 from kforge_cli.config import vlm as vlm_module
 from kforge_cli.config.registry import Component, Registry, RegistryError, registry
 from kforge_cli.lint.engine import check_file
 
+# The module, not the `registry` instance that kforge_cli.config re-exports under the same name.
+registry_module = importlib.import_module("kforge_cli.config.registry")
 PLUGIN_FIXTURE = Path(__file__).resolve().parent.parent / "plugin_fixture"
 DEMO = EntryPoint("demo", "kforge_plugin_demo:register", plugins.ENTRY_POINT_GROUP)
 
@@ -254,3 +257,18 @@ def test_validating_a_vlm_config_does_not_import_importlib_metadata():
             "print(rc, 'importlib.metadata' in sys.modules, 'kforge_cli.plugins' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(example)], capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines()[-1] == "0 False True", out.stderr
+
+
+def test_broken_plugin_during_validate_is_one_stderr_line_not_a_crash(monkeypatch, plugin_path, clean_registry,
+                                                                       tmp_path, capsys):
+    from kforge_cli.cli.main import main
+
+    write_module(plugin_path, "broken_plugin", "raise ImportError('needs torch-xla')\n")
+    entry_points(monkeypatch, EntryPoint("xla", "broken_plugin:register", plugins.ENTRY_POINT_GROUP), DEMO)
+    config = tmp_path / "qformer.toml"
+    config.write_text(QFORMER_CONFIG)
+    assert main(["validate", "-f", "json", str(config)]) == 0  # the healthy plugin still serves its arch
+    out, err = capsys.readouterr()
+    assert err == ("kforge: warning: plugin 'xla' (broken_plugin:register) failed to load and was skipped: "
+                   "ImportError: needs torch-xla\n")
+    assert json.loads(out)["files"][0]["valid"] is True

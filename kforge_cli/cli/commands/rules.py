@@ -65,12 +65,11 @@ def _as_json(rule: Rule) -> dict[str, str]:
             "summary": rule.summary, "example": rule.example}
 
 
-_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-
-
 def _table(chosen: list[Rule]) -> Table:
     from rich.table import Table
     from rich.text import Text
+
+    from kforge_cli.cli.reporters import _STYLE as severity_style  # validate's colours
 
     table = Table(header_style="bold")
     table.add_column("Code", no_wrap=True, style="bold")
@@ -79,7 +78,7 @@ def _table(chosen: list[Rule]) -> Table:
     table.add_column("Example", ratio=2, overflow="fold")
     for rule in chosen:
         # Text, not markup: catalog entries mention TOML tables such as [vlm].
-        table.add_row(rule.code, Text(rule.severity, _SEVERITY_STYLE.get(rule.severity, "")),
+        table.add_row(rule.code, Text(rule.severity, severity_style.get(rule.severity, "")),
                       Text.assemble((rule.name, "bold"), "\n", rule.summary), Text(rule.example))
     return table
 
@@ -88,10 +87,11 @@ def _render_one(rule: Rule) -> None:
     from rich.text import Text
 
     from kforge_cli.cli.output import stdout_console
+    from kforge_cli.cli.reporters import _STYLE as severity_style
 
     console = stdout_console()
     console.print(Text.assemble((rule.code, "bold"), "  ", rule.name, "  ",
-                                (rule.severity, _SEVERITY_STYLE.get(rule.severity, ""))))
+                                (rule.severity, severity_style.get(rule.severity, ""))))
     console.print(Text(rule.summary))
     console.print(Text.assemble(("Example: ", "dim"), rule.example))
 

@@ -86,9 +86,9 @@ def validate(
         if strict is None and found.strict:
             report = _judged_strictly(report)
         reports.append(report)
-    strict = bool(strict)
+    strict_flag = bool(strict)
     if output_format is ValidateFormat.json:
-        print_json(validate_document(reports, strict))
+        print_json(validate_document(reports, strict_flag))
     elif output_format is ValidateFormat.github:
         import sys
 
@@ -98,8 +98,8 @@ def validate(
 
         print_json(sarif_document(reports))
     else:
-        render_text(stdout_console(), reports, strict)
-    if not all(r.valid(strict) for r in reports):
+        render_text(stdout_console(), reports, strict_flag)
+    if not all(r.valid(strict_flag) for r in reports):
         raise typer.Exit(ExitCode.FINDINGS)
 
 
