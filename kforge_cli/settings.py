@@ -80,6 +80,9 @@ class Settings:
 
 def parse_selectors(values: Iterable[str], origin: str) -> tuple[str, ...]:
     """Comma-separated or repeated codes / prefixes -> normalized selectors."""
+    values = list(values)
+    if not values:
+        return ()
     from kforge_cli.lint.catalog import RULES
 
     codes = [rule.code for rule in RULES]

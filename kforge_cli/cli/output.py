@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -27,6 +26,8 @@ def stderr_console() -> Console:
 
 
 def print_json(document: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 

@@ -82,9 +82,11 @@ def check_file(path: str, *, world_size: int | None = None,
 def _freeze_config_rules(job: Any, c: Checker, bad: set[str]) -> None:
     if job.vlm is None or any(k.startswith("vlm.freeze") for k in bad):
         return
-    from kforge_cli.lint.freeze_rules import nothing_trainable_rule
+    from kforge_cli.lint.freeze_rules import needs_freeze_engine, nothing_trainable_rule
 
     nothing_trainable_rule(job, c)
+    if not needs_freeze_engine(job.vlm, job.train.max_steps):
+        return  # every spec is a known alias in a reachable stage: nothing for KF301/302/306
     try:
         from kforge_cli.freeze.plan import config_freeze_findings
     except ImportError:  # the freeze engine lands separately

@@ -60,6 +60,19 @@ def _apply(frozen: dict[str, bool], specs: Any, vlm: VLMConfig) -> None:
                 frozen[component] = False
 
 
+def needs_freeze_engine(vlm: VLMConfig, max_steps: Any) -> bool:
+    """False when KF301, KF302 and KF306 certainly have nothing to report (spares importing the engine)."""
+    aliases = vlm.module_patterns if isinstance(vlm.module_patterns, dict) else {}
+    specs = list(vlm.freeze)
+    for stage in vlm.freeze_schedule:
+        if not isinstance(stage, FreezeStage) or not isinstance(stage.start_step, int):
+            return True
+        if not (isinstance(max_steps, int) and 1 <= stage.start_step <= max_steps):
+            return True
+        specs.extend(stage.specs)
+    return not all(isinstance(s, FreezeSpec) and isinstance(s.module, str) and s.module in aliases for s in specs)
+
+
 def nothing_trainable_rule(job: Any, c: Checker) -> None:
     """KF307 when the specs certainly freeze every component before some optimizer step."""
     vlm = job.vlm
