@@ -92,14 +92,11 @@ class SectionView:
 @dataclass
 class CrossAttentionLayout:
     every_n_layers: int
-    after_layers: list[int]  # 0-based text-layer index each block runs after
+    after_layers: list[int]  # 0-based text-layer index each block runs after (the first MAX_LISTED)
     n_heads: int | None
     n_kv_heads: int | None
     head_dim: int | None
-
-    @property
-    def blocks(self) -> int:
-        return len(self.after_layers)
+    blocks: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"every_n_layers": self.every_n_layers, "blocks": self.blocks, "after_layers": self.after_layers,
@@ -203,9 +200,11 @@ class BuildFailure:
     message: str
     key: str | None
     hint: str | None
+    # False when kforge declined to build (too large to simulate): not a failure of the job.
+    fatal: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": self.message, "key": self.key, "hint": self.hint}
+        return {"message": self.message, "key": self.key, "hint": self.hint, "fatal": self.fatal}
 
 
 @dataclass
@@ -302,7 +301,7 @@ class Explanation:
 
     @property
     def build_failed(self) -> bool:
-        return self.params is not None and self.params.error is not None
+        return self.params is not None and self.params.error is not None and self.params.error.fatal
 
     @property
     def valid(self) -> bool:
@@ -395,14 +394,14 @@ def _arch_view(job: JobConfig) -> ArchView | None:
     model = job.model
     ca = None
     if isinstance(vlm, CrossAttentionConfig):
-        from kforge_cli.lint.build_rules import cross_attention_blocks
+        from kforge_cli.lint.build_rules import cross_attention_block_count, cross_attention_blocks
 
         heads = kv = head_dim = None
         if model.n_heads > 0:
             heads, kv = vlm.resolved_heads(model.n_heads)
             head_dim = model.dim // heads if heads > 0 else None
         ca = CrossAttentionLayout(vlm.cross_attention_every_n_layers, cross_attention_blocks(job), heads, kv,
-                                  head_dim)
+                                  head_dim, blocks=cross_attention_block_count(job))
     modalities = image_heads = experts = capacity = gumbel = None
     if isinstance(vlm, MoTConfig):
         modalities = list(vlm.mot_modalities)
@@ -439,7 +438,7 @@ def _arch_view(job: JobConfig) -> ArchView | None:
 
 
 def _build(job: JobConfig) -> tuple[Any, BuildFailure | None]:
-    from kforge_cli.model import ModelBuildError, build_meta_model
+    from kforge_cli.model import ModelBuildError, ModelTooLarge, build_meta_model
 
     try:
         with warnings.catch_warnings():
@@ -447,7 +446,7 @@ def _build(job: JobConfig) -> tuple[Any, BuildFailure | None]:
             warnings.simplefilter("ignore")
             return build_meta_model(job), None
     except ModelBuildError as exc:
-        return None, BuildFailure(exc.message, exc.key, exc.hint)
+        return None, BuildFailure(exc.message, exc.key, exc.hint, fatal=not isinstance(exc, ModelTooLarge))
 
 
 def _token_budget(job: JobConfig, meta: Any) -> TokenBudgetView | None:

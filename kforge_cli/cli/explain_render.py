@@ -221,6 +221,8 @@ def _arch_table(arch: ArchView) -> Table:
     if ca is not None:
         if ca.blocks:
             after = ", ".join(str(i) for i in ca.after_layers)
+            if ca.blocks > len(ca.after_layers):
+                after += ", ..."
             layout = (f"{_plural(ca.blocks, 'block')}, one after every {ca.every_n_layers} text layers: after "
                       f"layer{'s' if ca.blocks > 1 else ''} {after} (0-based)")
         else:

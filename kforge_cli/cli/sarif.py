@@ -18,9 +18,11 @@ _LEVEL = {ERROR: "error", WARNING: "warning", INFO: "note"}
 
 
 def _uri(path: str) -> str:
-    # Relative paths are what code scanning resolves against the checkout.
+    # A relative URI reference (RFC 3986) is what code scanning resolves against the checkout.
+    from urllib.parse import quote
+
     rel = os.path.relpath(path) if os.path.isabs(path) else path
-    return rel.replace(os.sep, "/")
+    return quote(rel.replace(os.sep, "/"), safe="/")
 
 
 def sarif_document(reports: Sequence[FileReport]) -> dict[str, Any]:

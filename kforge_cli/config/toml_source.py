@@ -176,8 +176,8 @@ class _Scan:
                 hi = mid - 1
         return lo + 1, index - self.line_starts[lo] + 1
 
-    def record(self, path: Path, index: int) -> None:
-        self.positions.setdefault(format_path(path), self.where(index))
+    def record(self, key: str, index: int) -> None:
+        self.positions.setdefault(key, self.where(index))
 
     def skip_blank(self, newlines: bool) -> None:
         text, n = self.text, self.n
@@ -245,11 +245,15 @@ class _Scan:
             while self.i < self.n and self.text[self.i] not in _SCALAR_END:
                 self.i += 1
 
-    def value(self, path: Path) -> None:
-        """Scan one value starting at self.i, recording nested positions, without recursion."""
-        stack: list[list[Any]] = []  # [kind, path, next_index]
+    def value(self, path: str) -> None:
+        """Scan one value starting at self.i, recording nested positions, without recursion.
 
-        def open_or_skip(target: Path) -> None:
+        Keys are carried as formatted strings and extended in place, so a
+        key with thousands of dotted parts stays linear.
+        """
+        stack: list[list[Any]] = []  # [kind, key, next_index]
+
+        def open_or_skip(target: str) -> None:
             ch = self.text[self.i] if self.i < self.n else ""
             if ch == "[":
                 self.i += 1
@@ -276,19 +280,24 @@ class _Scan:
             elif kind == "array":
                 index = frame[2]
                 frame[2] += 1
-                self.record(base + (index,), self.i)
-                open_or_skip(base + (index,))
+                element = f"{base}[{index}]"
+                self.record(element, self.i)
+                open_or_skip(element)
             else:
-                keys = self.read_key()
-                target = base
-                for name, start in keys:
-                    target = target + (name,)
-                    self.record(target, start)
+                target = self.record_key(base, self.read_key())
                 self.skip_blank(newlines=False)
                 if self.i < self.n and self.text[self.i] == "=":
                     self.i += 1
                 self.skip_blank(newlines=False)
                 open_or_skip(target)
+
+    def record_key(self, base: str, keys: list[tuple[str, int]]) -> str:
+        """Record every dotted prefix of ``base`` + ``keys``; returns the full key."""
+        target = base
+        for name, start in keys:
+            target = f"{target}.{name}" if target else name
+            self.record(target, start)
+        return target
 
     def document(self) -> dict[str, tuple[int, int]]:
         table: Path = ()
@@ -326,16 +335,12 @@ class _Scan:
                         if len(other) > len(plain) and other[: len(plain)] == plain:
                             del array_tables[other]
                     table = resolve(names)
-                    self.record(table[:-1], start)
+                    self.record(format_path(table[:-1]), start)
                 else:
                     table = resolve(names)
-                self.record(table, start)
+                self.record(format_path(table), start)
                 continue
-            keys = self.read_key()
-            target = table
-            for name, key_start in keys:
-                target = target + (name,)
-                self.record(target, key_start)
+            target = self.record_key(format_path(table), self.read_key())
             self.skip_blank(newlines=False)
             if self.i < self.n and self.text[self.i] == "=":
                 self.i += 1

@@ -9,7 +9,7 @@ from kforge_cli.config.job import JobConfig
 from kforge_cli.config.registry import registry
 from kforge_cli.config.vision import HF_VISION_ENCODER_TYPES, VisionEncoderConfig
 from kforge_cli.config.vlm import CrossAttentionConfig, VLMConfig, module_patterns_for
-from kforge_cli.lint.build_rules import cross_attention_blocks
+from kforge_cli.lint.build_rules import cross_attention_block_count
 
 
 def startup_rules(job: JobConfig, c: Checker, bad: set[str]) -> None:
@@ -37,7 +37,7 @@ def advice(job: JobConfig, data: dict[str, Any], c: Checker) -> None:
                 c.warn("KF403", section, f"[{section}] has no effect without a [vlm] section: the job trains "
                        "the text model only", "add a [vlm] section (e.g. arch = \"joint_decoder\") or remove it")
     if isinstance(vlm, CrossAttentionConfig) and vlm.cross_attention_every_n_layers > 0:
-        if not cross_attention_blocks(job):
+        if not cross_attention_block_count(job):
             c.warn("KF402", "vlm.cross_attention_every_n_layers",
                    f"vlm.cross_attention_every_n_layers ({vlm.cross_attention_every_n_layers}) > model.n_layers "
                    f"({job.model.n_layers}): the model gets zero cross-attention blocks, so images never reach it",

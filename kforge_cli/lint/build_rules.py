@@ -151,9 +151,21 @@ def build_rules(job: JobConfig, c: Checker, bad: set[str]) -> None:
                 f"raise model.max_seq_len to at least {required}")
 
 
-def cross_attention_blocks(job: JobConfig) -> list[int]:
-    """Text-layer indices after which a cross-attention block runs."""
+# Block positions listed at most; a config with more is absurd, and listing them would not fit in memory.
+MAX_LISTED_BLOCKS = 4096
+
+
+def cross_attention_block_count(job: JobConfig) -> int:
     vlm = job.vlm
     if not isinstance(vlm, CrossAttentionConfig) or vlm.cross_attention_every_n_layers <= 0:
+        return 0
+    return max(0, job.model.n_layers // vlm.cross_attention_every_n_layers)
+
+
+def cross_attention_blocks(job: JobConfig) -> list[int]:
+    """Text-layer indices after which a cross-attention block runs (the first MAX_LISTED_BLOCKS)."""
+    count = cross_attention_block_count(job)
+    if not count:
         return []
-    return cross_attention_after_layers(job.model.n_layers, vlm.cross_attention_every_n_layers)
+    every = job.vlm.cross_attention_every_n_layers
+    return cross_attention_after_layers(min(count, MAX_LISTED_BLOCKS) * every, every)

@@ -9,11 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kforge_cli.findings import Finding, error, warning
-
-# Config-level freeze rules the plan reproduces with parameter counts attached.
-PLAN_SUPERSEDES = frozenset({"KF301", "KF302", "KF306"})
-
+from kforge_cli.findings import Finding, error, info, warning
 
 @dataclass
 class DeepResult:
@@ -25,11 +21,15 @@ class DeepResult:
 
 def deep_check(job: Any, *, model_ckpt: str | None = None, known_error_keys: set[str] = frozenset()) -> DeepResult:
     from kforge_cli.freeze.plan import plan_for_job
-    from kforge_cli.model import ModelBuildError, build_meta_model
+    from kforge_cli.model import ModelBuildError, ModelTooLarge, build_meta_model
 
     result = DeepResult()
     try:
         model = build_meta_model(job)
+    except ModelTooLarge as exc:
+        result.findings.append(info("KF400", f"parameter-level checks skipped, the model was not built: "
+                                    f"{exc.message}", exc.key, exc.hint))
+        return result
     except ModelBuildError as exc:
         if exc.key not in known_error_keys:
             result.findings.append(error("KF211", f"building the model fails: {exc.message}", exc.key,

@@ -27,6 +27,10 @@ class ModelBuildError(Exception):
         return f"ModelBuildError({self.message!r}, key={self.key!r}, hint={self.hint!r})"
 
 
+class ModelTooLarge(ModelBuildError):
+    """Not a failure of the reference: the model is too large for kforge to simulate here."""
+
+
 @dataclass
 class ParamInfo:
     name: str

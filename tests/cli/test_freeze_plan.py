@@ -224,3 +224,16 @@ def test_partial_unfreeze_keeps_the_component_trainable_without_parameters(kforg
     for args in (["validate"], ["validate", "--deep"]):
         doc = kforge(*args, "-f", "json", config, expect=0).json()
         assert "KF307" not in {f["code"] for f in doc["files"][0]["findings"]}
+
+
+@pytest.mark.parametrize("key, value, expect", [
+    ("n_layers", 10**7, 0),  # accepted by the reference; too large to simulate, so not built here
+    ("dim", 4 * 10**23, 1),  # torch itself cannot size these tensors
+    ("vocab_size", 10**23, 1),
+])
+def test_absurd_sizes_are_verdicts_not_crashes(kforge, tmp_path, key, value, expect):
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace(f"\n{key} = ", f"\n{key} = {value}  # was ", 1))
+    for command in (["validate", "--deep"], ["explain"], ["freeze-plan"]):
+        run = kforge(*command, "-f", "json", config, expect=expect)
+        assert "Traceback" not in run.stderr

@@ -190,11 +190,7 @@ def _giant_cases() -> list[tuple[str, str, str]]:
 
 
 GIANT_CASES = _giant_cases()
-KNOWN_GIANT_CRASHES = {
-    ("vlm_cross_attention.toml", "model", "n_layers"):
-        "kforge_cli/config/vlm.py cross_attention_after_layers materializes n_layers // every indices "
-        "(MemoryError, exit 3)",
-}
+KNOWN_GIANT_CRASHES: dict[tuple[str, str, str], str] = {}
 
 GIANT_DRIVER = textwrap.dedent("""
     import json, resource, sys

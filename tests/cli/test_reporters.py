@@ -106,8 +106,6 @@ def test_sarif_uri_is_relative_to_the_working_directory(kforge, tmp_path, monkey
     assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "jobs/a.toml"
 
 
-@pytest.mark.xfail(strict=True, reason="kforge_cli/cli/sarif.py _uri does not percent-encode: a path with a "
-                   "space, '%' or a ':' in its first segment is not a valid SARIF uri (RFC 3986 reference)")
 def test_sarif_uri_is_percent_encoded(kforge, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "odd name:1%.toml").write_text("[model\n")
