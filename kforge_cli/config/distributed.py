@@ -44,14 +44,14 @@ class DistributedConfig(Section):
             dp_shard = self.dp_shard
         else:
             if other <= 0 or world_size % other != 0:
-                c.error("KF201", None,
+                c.error("KF200", None,
                         f"world_size ({world_size}) not divisible by dp_replicate*tp*pp*cp*ep ({other})",
                         "make the product of the fixed degrees divide the number of GPUs")
                 return
             dp_shard = world_size // other
         expected = other * dp_shard
         if expected != world_size:
-            c.error("KF201", "dp_shard",
+            c.error("KF200", "dp_shard",
                     f"Parallelism dimensions ({self.dp_replicate} \u00d7 {dp_shard} \u00d7 {self.tp} \u00d7 "
                     f"{self.pp} \u00d7 {self.cp} \u00d7 {self.ep} = {expected}) do not match world_size "
                     f"({world_size})",

@@ -40,9 +40,12 @@ RULES: tuple[Rule, ...] = (
     Rule("KF105", "legacy-layout", "error",
          "The legacy [model.vlm] layout; `kforge convert` migrates it.",
          "[model.vlm] vision_encoder = \"random\""),
+    Rule("KF200", "world-size", "error",
+         "The parallel degrees (dp_replicate x dp_shard x tp x pp x cp x ep) do not match --world-size.",
+         "dp_shard = 4, tp = 2 on 6 GPUs"),
     Rule("KF201", "sequence-budget", "error",
          "The residual stream (image tokens + vlm.max_text_len) does not fit model.max_seq_len or "
-         "train.seq_len, or the parallel degrees do not multiply to the world size.",
+         "train.seq_len.",
          "max_seq_len = 576 with 64 image tokens and max_text_len = 600"),
     Rule("KF202", "seq-len-exceeds-model", "error",
          "train.seq_len is larger than model.max_seq_len.", "train.seq_len = 4096, model.max_seq_len = 2048"),

@@ -21,7 +21,7 @@ max_seq_len = 512
 seq_len = 512
 """
 
-# Valid; tp = 4 does not divide a world size of 6 (KF201).
+# Valid; tp = 4 does not divide a world size of 6 (KF200).
 TENSOR_PARALLEL = """\
 [model]
 dim = 256
@@ -133,7 +133,7 @@ def test_strict_flag_still_works_without_settings(kforge, repo):
 def test_world_size_from_settings_and_the_command_line_wins(kforge, repo):
     put(repo / "pyproject.toml", "[tool.kforge]\nworld-size = 6\n")
     config = put(repo / "a.toml", TENSOR_PARALLEL)
-    assert codes(kforge("validate", "-f", "json", config, expect=1)) == [["KF201"]]
+    assert codes(kforge("validate", "-f", "json", config, expect=1)) == [["KF200"]]
     assert codes(kforge("validate", "-f", "json", "--world-size", "8", config, expect=0)) == [[]]
 
 

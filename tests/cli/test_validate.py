@@ -75,7 +75,7 @@ def test_world_size_is_optional(kforge, shared_fixtures):
     kforge("validate", path, expect=1)
     # ... and the world-size arithmetic joins in when it is given.
     doc = kforge("validate", "-f", "json", "--world-size", "3", path, expect=1).json()
-    assert {"KF201", "KF203"} <= {f["code"] for f in doc["files"][0]["findings"]}
+    assert {"KF200", "KF203"} <= {f["code"] for f in doc["files"][0]["findings"]}
 
 
 def test_overrides_apply_after_the_file(kforge, shared_fixtures):
