@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, RenderableType
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -362,7 +362,3 @@ def plans_svg(reports: Sequence[PlanReport], *, width: int = 100, params: bool =
                       force_terminal=True, legacy_windows=False, emoji=False, highlight=False)
     print_reports(console, reports, params=params, step=step)
     return console.export_svg(title=title)
-
-
-def render_group(report: PlanReport, **kwargs: Any) -> Group:
-    return Group(*report_renderables(report, **kwargs))

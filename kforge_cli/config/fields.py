@@ -31,20 +31,6 @@ def setting(default: Any = MISSING, doc: str = "", *, factory: Callable[[], Any]
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def field_doc(cls: type, name: str) -> str:
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.metadata.get("doc", "") if f.metadata else ""
-    return ""
-
-
-def field_choices(cls: type, name: str) -> tuple[Any, ...] | None:
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.metadata.get("choices") if f.metadata else None
-    return None
-
-
 def field_default(f: dataclasses.Field) -> Any:
     if f.default is not MISSING:
         return f.default

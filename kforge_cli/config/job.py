@@ -25,7 +25,6 @@ from kforge_cli.config.vision import (
     VisionEncoderConfig,
 )
 from kforge_cli.config.vlm import MoMaConfig, VLMConfig
-from kforge_cli.findings import Finding
 
 
 @dataclass
@@ -250,7 +249,3 @@ def validate_rules(job: JobConfig, c: Checker, world_size: int | None, bad: Coll
                        "activation_checkpointing = \"full\" is a silent no-op for MoMa (the reference wraps "
                        "TransformerBlock only; MoMaBlock is a sibling module), so no memory is saved",
                        'use activation_checkpointing = "selective", which does wrap MoMa attention')
-
-
-def finding_keys(findings: list[Finding]) -> set[str]:
-    return {f.key for f in findings if f.is_error and f.key}

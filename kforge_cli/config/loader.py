@@ -20,7 +20,7 @@ from typing import Any, Union
 from kforge_cli.config.fields import field_default
 from kforge_cli.config.job import JobConfig, construction_rules
 from kforge_cli.config.section import collecting
-from kforge_cli.config.toml_source import TomlSource, format_path, read_toml, parse_toml_text
+from kforge_cli.config.toml_source import TomlSource, parse_toml_text, read_toml
 from kforge_cli.config.vlm import (
     FreezeSpec,
     FreezeStage,
@@ -476,12 +476,11 @@ class _Layer:
         return value
 
     def _coerce_dict(self, hint: Any, value: Any, key: str) -> Any:
-        name = key.rsplit(".", 1)[-1]
         if not isinstance(value, dict):
             self.error("KF102", key, f"{key} must be a table, got {_kind(value)}",
                        f"write it as [{key}] with key = value lines")
             return self.reject(key)
-        key_type, value_type = typing.get_args(hint) or (Any, Any)
+        _, value_type = typing.get_args(hint) or (Any, Any)
         for sub, item in value.items():
             if typing.get_origin(value_type) is list and not isinstance(item, list):
                 if isinstance(item, str):
@@ -663,11 +662,3 @@ def _relax_unused_moe_fields(result: LoadResult) -> None:
             result.findings[i] = dataclasses.replace(
                 finding, severity=WARNING, stage=None,
                 message=finding.message + " (unused while model.num_experts = 0, so the trainer never reads it)")
-
-
-def iter_keys(data: dict[str, Any], prefix: tuple = ()) -> Iterable[str]:
-    for k, v in data.items():
-        path = prefix + (k,)
-        yield format_path(path)
-        if isinstance(v, dict):
-            yield from iter_keys(v, path)

@@ -89,7 +89,7 @@ def _vlm_advice(job: JobConfig, vlm: VLMConfig, data: dict[str, Any], c: Checker
             "vision_encoder.num_tokens",
             f"vision_encoder.num_tokens = 0: the {encoder.type!r} encoder's token count is probed when the model "
             f"is built, so the sequence budget against model.max_seq_len ({job.model.max_seq_len}) is only "
-            "checked then", f"set vision_encoder.num_tokens to the encoder's patch count to check it now")
+            "checked then", "set vision_encoder.num_tokens to the encoder's patch count to check it now")
 
 
 def _text_data_advice(job: JobConfig, c: Checker) -> None:

@@ -87,13 +87,14 @@ def nothing_trainable_rule(job: Any, c: Checker) -> None:
                 "leave at least one component trainable (e.g. drop the transformer or adapter spec)")
         return
     max_steps = job.train.max_steps
-    stages = [s for s in vlm.freeze_schedule if isinstance(s, FreezeStage) and isinstance(s.start_step, int)]
-    for index, stage in sorted(enumerate(stages), key=lambda item: item[1].start_step):
+    stages = [(i, s) for i, s in enumerate(vlm.freeze_schedule)
+              if isinstance(s, FreezeStage) and isinstance(s.start_step, int)]
+    for index, stage in sorted(stages, key=lambda item: item[1].start_step):
         if not 1 <= stage.start_step < max_steps:
             continue  # never fired by a fresh run, or no optimizer step follows it
         _apply(frozen, stage.specs, vlm)
         if all(frozen.values()):
-            c.error("KF307", f"vlm.freeze_schedule[{vlm.freeze_schedule.index(stage)}]",
+            c.error("KF307", f"vlm.freeze_schedule[{index}]",
                     f"the stage at step {stage.start_step} leaves no trainable parameter "
                     f"({', '.join(frozen)} all frozen), so the backward pass of step {stage.start_step + 1} fails",
                     "keep at least one component trainable in this stage")

@@ -21,8 +21,6 @@ from kforge_cli.config.vision import (  # noqa: E402
     DIVISIBLE_ONLY_POOL_TYPES,
     HF_VISION_ENCODER_TYPES,
     POOLING_ADAPTER_TYPES,
-    RANDOM_ENCODER_FEATURE_DIM,
-    RANDOM_ENCODER_TOKENS,
     PoolingError,
 )
 from kforge_cli.config.vision import pooled_token_count as _pooled_token_count  # noqa: E402

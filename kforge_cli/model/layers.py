@@ -37,7 +37,7 @@ def keyed_modules(names: Iterable[str], make: Callable[[str], nn.Module],
             modules[name] = make(name)
         except KeyError as exc:
             raise ModelBuildError(f"{key}: {name!r} cannot name a module ({exc.args[0]})", key,
-                                  "use plain identifiers such as \"image\", \"text\", \"video\"")
+                                  "use plain identifiers such as \"image\", \"text\", \"video\"") from None
     return modules
 
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from kforge_cli.config.vision import RANDOM_ENCODER_FEATURE_DIM, RANDOM_ENCODER_TOKENS
 from kforge_cli.model.knobs import (
     DIVISIBLE_ONLY_POOLING_ADAPTERS,
-    RANDOM_ENCODER_FEATURE_DIM,
-    RANDOM_ENCODER_TOKENS,
     AdapterSpec,
     VisionSpec,
     pooled_token_count,
