@@ -20,6 +20,8 @@ class FileReport:
     load: LoadResult
     findings: list[Finding] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Judged strictly whatever the caller asks (a [tool.kforge] strict = true next to the file).
+    strict: bool = False
 
     @property
     def errors(self) -> int:
@@ -30,7 +32,7 @@ class FileReport:
         return sum(1 for f in self.findings if f.severity == WARNING)
 
     def valid(self, strict: bool = False) -> bool:
-        return self.errors == 0 and (not strict or self.warnings == 0)
+        return self.errors == 0 and (not (strict or self.strict) or self.warnings == 0)
 
 
 def check_file(path: str, *, world_size: int | None = None,

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from enum import Enum
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import typer
-
-if TYPE_CHECKING:
-    from kforge_cli.lint.engine import FileReport
 
 
 # Typer renders help as Rich markup, hence the escaped brackets.
@@ -83,8 +79,7 @@ def validate(
                             model_ckpt=model_ckpt)
         selection = RuleSelection((found.selection, command_line))
         report.findings = [f for f in report.findings if selection.enabled(f.code)]
-        if strict is None and found.strict:
-            report = _judged_strictly(report)
+        report.strict = strict is None and bool(found.strict)
         reports.append(report)
     strict_flag = bool(strict)
     if output_format is ValidateFormat.json:
@@ -101,26 +96,6 @@ def validate(
         render_text(stdout_console(), reports, strict_flag)
     if not all(r.valid(strict_flag) for r in reports):
         raise typer.Exit(ExitCode.FINDINGS)
-
-
-@functools.cache
-def _strict_report_class() -> type[FileReport]:
-    from kforge_cli.lint.engine import FileReport
-
-    class StrictReport(FileReport):
-        """A file whose [tool.kforge] says strict = true: judged strictly whatever the reporter asks."""
-
-        def valid(self, strict: bool = False) -> bool:
-            return super().valid(True)
-
-    return StrictReport
-
-
-def _judged_strictly(report: FileReport) -> FileReport:
-    import dataclasses
-
-    fields = {f.name: getattr(report, f.name) for f in dataclasses.fields(report)}
-    return _strict_report_class()(**fields)
 
 
 def register(app: typer.Typer) -> None:
