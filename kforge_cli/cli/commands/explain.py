@@ -34,18 +34,14 @@ def explain(
     """
     from kforge_cli.cli.exitcodes import ExitCode
     from kforge_cli.cli.output import fail
-    from kforge_cli.config.loader import OverrideError, parse_override
+    from kforge_cli.cli.options import parse_overrides
 
     files = list(files or [])
     if not files and not field_key:
         fail("nothing to explain: give one or more FILEs, or --field KEY", "e.g. kforge explain job.toml, "
              "or kforge explain --field vlm.freeze")
         raise typer.Exit(ExitCode.USAGE)
-    try:
-        parsed = [parse_override(o) for o in overrides]
-    except OverrideError as exc:
-        fail(str(exc))
-        raise typer.Exit(ExitCode.USAGE) from None
+    parsed = parse_overrides(overrides)
     as_json = output_format is ExplainFormat.json
     from kforge_cli.cli import explain_render
 

@@ -31,15 +31,11 @@ def freeze_plan(
     """Build the model on the meta device and show what each freeze stage trains."""
     from kforge_cli.cli.exitcodes import ExitCode
     from kforge_cli.cli.freeze_render import PlanReport, plans_document, plans_svg, print_reports
-    from kforge_cli.cli.output import fail, stdout_console
-    from kforge_cli.config.loader import OverrideError, parse_override
+    from kforge_cli.cli.output import stdout_console
+    from kforge_cli.cli.options import parse_overrides
     from kforge_cli.lint.engine import check_file
 
-    try:
-        parsed = [parse_override(o) for o in overrides]
-    except OverrideError as exc:
-        fail(str(exc))
-        raise typer.Exit(ExitCode.USAGE) from None
+    parsed = parse_overrides(overrides)
 
     reports = []
     for path in files:

@@ -52,18 +52,14 @@ def validate(
     from kforge_cli.cli.exitcodes import ExitCode
     from kforge_cli.cli.output import fail, print_json, stdout_console
     from kforge_cli.cli.reporters import render_github, render_text, validate_document
-    from kforge_cli.config.loader import OverrideError, parse_override
+    from kforge_cli.cli.options import parse_overrides
     from kforge_cli.lint.engine import check_file
     from kforge_cli.settings import RuleSelection, SettingsError, SettingsFinder, cli_layer
 
     if model_ckpt and not deep:
         fail("--model-ckpt needs --deep (the checkpoint is compared with the built model)")
         raise typer.Exit(ExitCode.USAGE)
-    try:
-        parsed = [parse_override(o) for o in overrides]
-    except OverrideError as exc:
-        fail(str(exc))
-        raise typer.Exit(ExitCode.USAGE) from None
+    parsed = parse_overrides(overrides)
 
     try:
         command_line = cli_layer(select, ignore)
