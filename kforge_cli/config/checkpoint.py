@@ -36,7 +36,8 @@ class DynamicCheckpointWindow(Section):
         if is_number(self.start) and self.start < 0:
             c.error("KF103", "start", "dyn_ckpt_window.start must be >= 0", "use 0")
         if is_number(self.stop) and is_number(self.start) and self.stop < self.start:
-            c.error("KF103", "stop", "dyn_ckpt_window.stop must be >= start", f"use a stop >= {self.start}")
+            c.error("KF103", "stop", f"checkpoint.dyn_ckpt_window.stop ({self.stop}) must be >= "
+                    f"checkpoint.dyn_ckpt_window.start ({self.start})", f"use a stop >= {self.start}")
         known = registry.list("dyn_ckpt_strategy")
         if self.strategy not in known:
             c.error("KF103", "strategy",

@@ -143,8 +143,8 @@ def construction_rules(job: JobConfig, c: Checker, bad: Collection[str]) -> None
                 try:
                     adapter.output_num_tokens(encoder.num_tokens)
                 except PoolingError as exc:
-                    c.error("KF103", "vision_encoder.num_tokens", f"adapter.type={adapter.type!r} cannot pool "
-                            f"vision_encoder.num_tokens={encoder.num_tokens}: {exc}",
+                    c.error("KF103", exc.field, f"adapter.type={adapter.type!r} with adapter.pool_window="
+                            f"{adapter.pool_window} cannot pool vision_encoder.num_tokens={encoder.num_tokens}: {exc}",
                             "use a square, window-divisible token count, or adapter.type = \"avgpool\"")
                 else:
                     budget = job.token_budget()

@@ -37,5 +37,6 @@ class ProfilingConfig(Section):
 
     def rules(self, c: Checker) -> None:
         if is_number(self.end_step) and is_number(self.start_step) and self.end_step <= self.start_step:
-            c.error("KF103", "end_step", "end_step must be greater than start_step",
+            c.error("KF103", "end_step", f"profiling.end_step ({self.end_step}) must be greater than "
+                    f"profiling.start_step ({self.start_step})",
                     f"set profiling.end_step > {self.start_step}")

@@ -102,11 +102,11 @@ class ModelConfig(Section):
                     "set model.n_kv_heads to a divisor of model.n_heads")
         if positive_ok and all(is_number(v) for v in (self.dim, self.n_heads, kv)):
             if self.dim % self.n_heads != 0:
-                c.error("KF103", "dim", f"dim ({self.dim}) must be divisible by n_heads ({self.n_heads})",
+                c.error("KF103", "dim", f"model.dim ({self.dim}) must be divisible by model.n_heads ({self.n_heads})",
                         _divisor_hint("model.n_heads", self.dim, self.n_heads))
             if self.n_heads % kv != 0:
                 c.error("KF103", "n_kv_heads",
-                        f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({kv})",
+                        f"model.n_heads ({self.n_heads}) must be divisible by model.n_kv_heads ({kv})",
                         _divisor_hint("model.n_kv_heads", self.n_heads, kv))
         if self.sdpa_backend not in SDPA_BACKENDS:
             c.error("KF103", "sdpa_backend", f"Unknown sdpa_backend: '{self.sdpa_backend}'. "
@@ -117,7 +117,7 @@ class ModelConfig(Section):
                         "use moe_top_k = 2")
             elif is_number(self.moe_top_k) and self.moe_top_k > self.num_experts:
                 c.error("KF103", "moe_top_k",
-                        f"moe_top_k ({self.moe_top_k}) must be <= num_experts ({self.num_experts})",
+                        f"model.moe_top_k ({self.moe_top_k}) must be <= model.num_experts ({self.num_experts})",
                         f"lower model.moe_top_k to at most {self.num_experts}")
             if is_number(self.moe_frequency) and self.moe_frequency <= 0:
                 c.error("KF103", "moe_frequency", "moe_frequency must be positive",

@@ -154,7 +154,7 @@ def test_model_config_resolves_kv_heads_and_ffn_width():
     assert ModelConfig(dim=256, n_heads=4).computed_ffn_hidden_dim == 768
     assert ModelConfig(dim=64, n_heads=4, moe_expert_ffn_multiplier=0.5, num_experts=4).computed_expert_ffn_hidden_dim \
         == 128
-    with pytest.raises(ValueError, match=r"n_heads \(4\) must be divisible by n_kv_heads \(3\)"):
+    with pytest.raises(ValueError, match=r"model.n_heads \(4\) must be divisible by model.n_kv_heads \(3\)"):
         ModelConfig(dim=64, n_heads=4, n_kv_heads=3)
 
 
