@@ -65,15 +65,18 @@ class PlanReport:
 
 
 def plan_to_json(plan: FreezePlan, path: str, *, step: int | None = None,
-                 extra_findings: Sequence[Finding] = ()) -> dict[str, Any]:
-    """The DESIGN freeze-plan object for one file (extra keys are additive)."""
+                 findings: Sequence[Finding] | None = None) -> dict[str, Any]:
+    """The DESIGN freeze-plan object for one file (extra keys are additive).
+
+    ``findings`` is the file's complete list; by default, the plan's own.
+    """
     out: dict[str, Any] = {
         "path": path,
         "arch": plan.arch,
         "total_params": plan.total_numel,
         "parameters": [_param_json(p) for p in plan.params],
         "stages": [_stage_json(s) for s in plan.stages],
-        "findings": [f.to_json() for f in [*extra_findings, *plan.findings]],
+        "findings": [f.to_json() for f in (plan.findings if findings is None else findings)],
         "max_steps": plan.max_steps,
         "optimizer_params": len(plan.optimizer_param_names),
         "unknown": [{"prefix": u.prefix, "reason": u.reason} for u in plan.unknown],
@@ -123,7 +126,7 @@ def plans_document(reports: Sequence[PlanReport], *, step: int | None = None) ->
         if r.plan is None:
             plans.append(failed_plan_json(r.path, r.findings))
         else:
-            plans.append(plan_to_json(r.plan, r.path, step=step, extra_findings=r.findings))
+            plans.append(plan_to_json(r.plan, r.path, step=step, findings=r.all_findings))
     return {"version": 1, "plans": plans}
 
 

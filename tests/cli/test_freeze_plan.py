@@ -236,3 +236,10 @@ def test_absurd_sizes_are_verdicts_not_crashes(kforge, tmp_path, key, value, exp
     for command in (["validate", "--deep"], ["explain"], ["freeze-plan"]):
         run = kforge(*command, "-f", "json", config, expect=expect)
         assert "Traceback" not in run.stderr
+
+
+def test_json_lists_each_finding_once(kforge, shared_fixtures):
+    (plan,) = kforge("freeze-plan", "-f", "json", shared_fixtures / "configs" / "f_overlap_divergence.toml",
+                     expect=0).json()["plans"]
+    idents = [(f["code"], f["key"], f["message"]) for f in plan["findings"]]
+    assert len(idents) == len(set(idents)) and "KF303" in {code for code, _, _ in idents}
