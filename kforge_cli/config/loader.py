@@ -383,7 +383,9 @@ class _Layer:
             self.warn("KF401", key, f"{key} = {value!r} is a string; the reference converts it to {result}",
                       f"write {name} = {result} (no quotes)")
             return result
-        self.error("KF102", key, f"{key} must be an integer, got {_kind(value)}", f"write {name} as an integer")
+        # The reference keeps such a value as is and fails only where it is used.
+        self.error("KF102", key, f"{key} must be an integer, got {_kind(value)}", f"write {name} as an integer",
+                   kept=True)
         return self.reject(key)
 
     def _coerce_float(self, value: Any, key: str) -> Any:
@@ -409,7 +411,8 @@ class _Layer:
             self.warn("KF401", key, f"{key} = {value!r} is a string; the reference converts it to {result!r}",
                       f"write {name} = {result!r} (no quotes)")
             return result
-        self.error("KF102", key, f"{key} must be a number, got {_kind(value)}", f"write {name} as a number")
+        self.error("KF102", key, f"{key} must be a number, got {_kind(value)}", f"write {name} as a number",
+                   kept=True)
         return self.reject(key)
 
     def _coerce_tuple(self, hint: Any, value: Any, key: str) -> Any:
@@ -657,8 +660,23 @@ def _relax_unused_moe_fields(result: LoadResult) -> None:
     job = result.job
     if job is None or not isinstance(job.model.num_experts, int) or job.model.num_experts > 0:
         return
+    written = {**_table(result.source.data if result.source else {}, "model"),
+               **_table(overrides_to_tree([Override(k, v, "") for k, v in result.overrides.items()]), "model")}
+    # MoMa sizes its experts with moe_expert_ffn_multiplier even on a dense backbone.
+    read_anyway = {"model.moe_expert_ffn_multiplier"} if getattr(job.vlm, "arch", None) == "moma" else set()
     for i, finding in enumerate(result.findings):
-        if finding.code == "KF102" and finding.is_error and (finding.key or "").startswith("model.moe_"):
+        if (finding.code == "KF102" and finding.is_error and finding.data.get("kept")
+                and (finding.key or "").startswith("model.moe_") and finding.key not in read_anyway):
             result.findings[i] = dataclasses.replace(
                 finding, severity=WARNING, stage=None,
                 message=finding.message + " (unused while model.num_experts = 0, so the trainer never reads it)")
+            name = finding.key.split(".", 1)[1]
+            if name in written:
+                # The reference keeps the value as written; so does the resolved config.
+                setattr(job.model, name, written[name])
+                result.bad_keys.discard(finding.key)
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}

@@ -148,6 +148,12 @@ def read_text_spec(model: Any) -> TextSpec:
                               "add a [model] section")
     n_heads = as_int(_get(model, "n_heads", 32), "model.n_heads")
     raw_kv = _get(model, "n_kv_heads", None)
+    num_experts = as_int(_get(model, "num_experts", 0), "model.num_experts")
+
+    def moe_knob(name: str, default: Any, read: Any) -> Any:
+        # A dense model never reads its MoE knobs, whatever their value.
+        return read(_get(model, name, default), f"model.{name}") if num_experts > 0 else default
+
     ffn_override = _get(model, "ffn_hidden_dim", None)
     spec = TextSpec(
         dim=as_int(_get(model, "dim", 4096), "model.dim"),
@@ -165,13 +171,13 @@ def read_text_spec(model: Any) -> TextSpec:
         tie_embeddings=bool(_get(model, "tie_embeddings", False)),
         qk_norm=bool(_get(model, "qk_norm", False)),
         model_type=_as_str(_get(model, "model_type", "transformer")),
-        num_experts=as_int(_get(model, "num_experts", 0), "model.num_experts"),
-        moe_top_k=as_int(_get(model, "moe_top_k", 2), "model.moe_top_k"),
-        moe_frequency=as_int(_get(model, "moe_frequency", 1), "model.moe_frequency"),
-        moe_router=_as_str(_get(model, "moe_router", "softmax_topk")),
-        moe_shared_experts=as_int(_get(model, "moe_shared_experts", 0),
-                                   "model.moe_shared_experts"),
-        moe_packed_experts=bool(_get(model, "moe_packed_experts", False)),
+        num_experts=num_experts,
+        moe_top_k=moe_knob("moe_top_k", 2, as_int),
+        moe_frequency=moe_knob("moe_frequency", 1, as_int),
+        moe_router=moe_knob("moe_router", "softmax_topk", lambda v, _: _as_str(v)),
+        moe_shared_experts=moe_knob("moe_shared_experts", 0, as_int),
+        moe_packed_experts=moe_knob("moe_packed_experts", False, lambda v, _: bool(v)),
+        # Read even for a dense backbone: MoMa sizes its per-modality experts with it.
         moe_expert_ffn_multiplier=_as_float(_get(model, "moe_expert_ffn_multiplier", 1.0),
                                             "model.moe_expert_ffn_multiplier"),
     )

@@ -302,3 +302,9 @@ def test_mistyped_moe_knob_on_a_dense_model_is_only_a_warning():
     finding = only(result, "KF102")
     assert finding.severity == "warning" and "num_experts = 0" in finding.message
     assert only(load("[model]\nnum_experts = 4\nmoe_aux_loss_weight = [0.1]\n"), "KF102").severity == "error"
+
+
+def test_an_uncoercible_moe_knob_fails_the_load_even_on_a_dense_model():
+    # float("relu") raises inside the reference's loader, whatever the knob is used for.
+    finding = only(load('[model]\nmoe_expert_ffn_multiplier = "relu"\n'), "KF102")
+    assert finding.severity == "error"
