@@ -38,19 +38,24 @@ def deep_check(job: Any, *, model_ckpt: str | None = None, known_error_keys: set
             result.checkpoint = _read(model_ckpt, result.findings)
         return result
     result.model = model
-    stand_ins: list[tuple[str, tuple[int, ...]]] = []
-    saved_step = None
+    fit = manifest = None
     if model_ckpt:
-        manifest = _read(model_ckpt, result.findings)
-        result.checkpoint = manifest
-        if manifest is not None:
-            saved_step = manifest.step
-            stand_ins = _fit_checkpoint(job, model, manifest, result.findings)
-    plan = plan_for_job(job, model.parameters, unknown=model.unknown, stand_ins=stand_ins, saved_step=saved_step)
+        manifest = result.checkpoint = _read(model_ckpt, result.findings)
+    if manifest is not None:
+        from kforge_cli.freeze.ckpt_compare import compare
+
+        expected = [(p.name, tuple(p.shape)) for p in [*model.parameters, *model.buffers]]
+        fit = compare(expected, manifest.tensors, unknown_prefixes=[u.prefix for u in model.unknown])
+    plan = plan_for_job(job, model.parameters, unknown=model.unknown, stand_ins=fit.stand_ins if fit else (),
+                        saved_step=manifest.step if manifest else None)
     result.plan = plan
+    if fit is not None:
+        # The plan's step-0 state says which missing parameters would keep their random init for good.
+        frozen_at_step0 = set(plan.stages[0].frozen) if plan.stages else set()
+        result.findings.extend(_fit_findings(job, manifest, fit, frozen_at_step0))
     result.findings.extend(plan.findings)
-    if model_ckpt and result.checkpoint is not None:
-        result.findings.extend(_freeze_metadata_findings(job, result.checkpoint))
+    if manifest is not None:
+        result.findings.extend(_freeze_metadata_findings(job, manifest))
     return result
 
 
@@ -70,14 +75,10 @@ def _read(path: str, findings: list[Finding]) -> Any:
     return None
 
 
-def _fit_checkpoint(job: Any, model: Any, manifest: Any, findings: list[Finding]) -> list[tuple[str, tuple[int, ...]]]:
-    from kforge_cli.freeze.ckpt_compare import compare, fit_findings
+def _fit_findings(job: Any, manifest: Any, fit: Any, frozen_at_step0: set[str]) -> list[Finding]:
+    from kforge_cli.freeze.ckpt_compare import fit_findings
 
-    expected = [(p.name, tuple(p.shape)) for p in model.parameters]
-    expected += [(b.name, tuple(b.shape)) for b in getattr(model, "buffers", [])]
-    fit = compare(expected, manifest.tensors, unknown_prefixes=[u.prefix for u in model.unknown])
-    frozen_at_step0 = _frozen_after_build(job, model)
-    findings.extend(fit_findings(fit, manifest.requested_path, frozen_at_step0=frozen_at_step0, job=job))
+    findings = fit_findings(fit, manifest.requested_path, frozen_at_step0=frozen_at_step0, job=job)
     if not (fit.missing or fit.unexpected or fit.mismatched) and fit.matched:
         findings.append(Finding("KF400", "info", f"{manifest.requested_path}: all {fit.matched} model tensors "
                                 f"match the checkpoint ({manifest.format}"
@@ -86,17 +87,7 @@ def _fit_checkpoint(job: Any, model: Any, manifest: Any, findings: list[Finding]
         prefixes = sorted({n.split(".")[0] for n, _ in fit.stand_ins})
         findings.append(Finding("KF400", "info", f"{', '.join(prefixes)} cannot be built here; the plan uses the "
                                 f"checkpoint's {len(fit.stand_ins)} entries for it instead", key=prefixes[0]))
-    return fit.stand_ins
-
-
-def _frozen_after_build(job: Any, model: Any) -> set[str]:
-    from kforge_cli.freeze.plan import plan_for_job
-
-    try:
-        plan = plan_for_job(job, model.parameters, unknown=model.unknown)
-    except Exception:  # noqa: BLE001 - only used to word a finding
-        return set()
-    return set(plan.stages[0].frozen) if plan.stages else set()
+    return findings
 
 
 def _freeze_metadata_findings(job: Any, manifest: Any) -> list[Finding]:
