@@ -55,6 +55,7 @@ class LoadResult:
     findings: list[Finding] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     bad_keys: set[str] = field(default_factory=set)
+    # The --set overrides as the nested table the second overlay applies.
     overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,15 +128,12 @@ def load_job_text(text: str, path: str = "<text>", overrides: Sequence[str | Ove
 def _load_source(source: TomlSource, overrides: Sequence[str | Override]) -> LoadResult:
     result = LoadResult(path=source.path, source=source, job=None)
     parsed = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
-    result.overrides = {o.key: o.value for o in parsed}
+    result.overrides = overrides_to_tree(parsed)
 
-    file_layer = _Layer(FILE, result)
-    job = file_layer.overlay(JobConfig(), source.data)
-    file_errors = {f.key for f in result.findings if f.is_error}
+    job = _Layer(FILE, result).overlay(JobConfig(), source.data)
     if parsed:
-        override_layer = _Layer(OVERRIDE, result)
-        job = override_layer.overlay(job, overrides_to_tree(parsed))
-        _explain_unrescued(result, file_errors, parsed)
+        job = _Layer(OVERRIDE, result).overlay(job, result.overrides)
+        _explain_unrescued(result, parsed)
     result.job = job
     _explain_inherited_kv_heads(result)
     _relax_unused_moe_fields(result)
@@ -629,7 +627,7 @@ def _unknown_hint(cls: type, key: str, name: str) -> str:
     return f"valid keys of [{key}]: {', '.join(known)}"
 
 
-def _explain_unrescued(result: LoadResult, file_errors: set[str | None], overrides: Sequence[Override]) -> None:
+def _explain_unrescued(result: LoadResult, overrides: Sequence[Override]) -> None:
     """The reference validates the file before applying overrides; say so where it matters."""
     touched = {o.key for o in overrides}
     for i, finding in enumerate(result.findings):
@@ -660,8 +658,7 @@ def _relax_unused_moe_fields(result: LoadResult) -> None:
     job = result.job
     if job is None or not isinstance(job.model.num_experts, int) or job.model.num_experts > 0:
         return
-    written = {**_table(result.source.data if result.source else {}, "model"),
-               **_table(overrides_to_tree([Override(k, v, "") for k, v in result.overrides.items()]), "model")}
+    written = {**_table(result.source.data if result.source else {}, "model"), **_table(result.overrides, "model")}
     # MoMa sizes its experts with moe_expert_ffn_multiplier even on a dense backbone.
     read_anyway = {"model.moe_expert_ffn_multiplier"} if getattr(job.vlm, "arch", None) == "moma" else set()
     for i, finding in enumerate(result.findings):
