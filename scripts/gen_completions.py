@@ -95,9 +95,9 @@ def describe_app() -> tuple[tuple[Option, ...], tuple[Command, ...]]:
 
 
 def rule_codes() -> list[str]:
-    from kforge_cli.lint.catalog import RULES
+    from kforge_cli.rules import all_rules
 
-    return [rule.code for rule in RULES]
+    return [rule.code for rule in all_rules()]
 
 
 # --- bash --------------------------------------------------------------------------------

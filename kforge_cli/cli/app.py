@@ -24,10 +24,10 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
     traceback: bool = typer.Option(False, "--traceback",
-                                   help="Show the Python traceback of an internal error."),
+                                   help="Show the Python traceback of an internal error (accepted anywhere)."),
 ) -> None:
     """kforge: validate, explain, plan freezing and migrate KempnerForge job configs."""
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kforge_cli.cli.output import display, display_path, emit
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -19,17 +21,19 @@ _SETTING_WIDTH = 38
 _FREEZE_FIELDS = {"freeze": "spec", "freeze_schedule": "stage"}
 
 
-def run_explain(files: list[str], parsed: list[Any], as_json: bool, show_all: bool) -> bool:
-    """Explain every file; True when all of them are valid."""
-    from kforge_cli.explain import explain_file
+def run_explain(inputs: list[Any], options: Any, as_json: bool, show_all: bool) -> int:
+    """Explain every input with the engine; returns the exit status."""
+    from kforge_cli.cli.options import exit_status, run_engine
+    from kforge_cli.explain import explain_report
 
-    explanations = [explain_file(path, parsed) for path in files]
+    reports = run_engine(inputs, options)
+    explanations = [explain_report(report) for report in reports]
     if as_json:
         from kforge_cli.cli.output import print_json
 
         print_json(_document(explanations))
     else:
-        from kforge_cli.cli.output import stdout_console
+        from kforge_cli.cli.output import emit, stdout_console
 
         console = stdout_console()
         for i, explanation in enumerate(explanations):
@@ -38,12 +42,12 @@ def run_explain(files: list[str], parsed: list[Any], as_json: bool, show_all: bo
             _render(console, explanation, show_all)
         if len(explanations) > 1:
             console.print()
-            console.print(_summary_text(explanations))
-    return all(e.valid for e in explanations)
+            emit(console, _summary_text(explanations))
+    return exit_status(reports)
 
 
-def explain_field(key: str, files: list[str], overrides: list[Any], as_json: bool) -> int:
-    return _explain_field(key, files, overrides, as_json)
+def explain_field(key: str, inputs: list[Any], options: Any, as_json: bool) -> int:
+    return _explain_field(key, inputs, options, as_json)
 
 
 # --------------------------------------------------------------------------------------
@@ -52,9 +56,11 @@ def explain_field(key: str, files: list[str], overrides: list[Any], as_json: boo
 
 
 def _document(explanations: list[Explanation]) -> dict[str, Any]:
+    from kforge_cli.cli.reporters import json_path
+
     return {
         "version": 1,
-        "configs": [e.to_json() for e in explanations],
+        "configs": [{**e.to_json(), "path": json_path(e.path)} for e in explanations],
         "summary": {"files": len(explanations), "invalid": sum(1 for e in explanations if not e.valid),
                     "errors": sum(e.errors for e in explanations),
                     "warnings": sum(e.warnings for e in explanations)},
@@ -97,7 +103,7 @@ def _header(e: Explanation) -> Text:
         if e.token_budget is not None and e.token_budget.frames > 1:
             kind += " (video)"
     mark, style = ("✓ ", "bold green") if e.valid else ("✗ ", "bold red")
-    text = Text.assemble((mark, style), (e.path, "bold"))
+    text = Text.assemble((mark, style), (display_path(e.path), "bold"))
     if kind:
         text.append(f"  {kind}", style="cyan")
     text.append(f"  {verdict}", style="green" if e.valid else "red")
@@ -108,7 +114,7 @@ def _render(console: Console, e: Explanation, show_all: bool) -> None:
     from rich.padding import Padding
     from rich.text import Text
 
-    console.print(_header(e))
+    emit(console, _header(e))
     if e.accepted:
         _print_block(console, "Config", _config_table(e, show_all), _config_footer(e, show_all))
         if e.arch is not None:
@@ -128,10 +134,10 @@ def _print_block(console: Console, title: str, table: Any, footer: list[Text] | 
     from rich.text import Text
 
     console.print()
-    console.print(Text(title, style="bold"))
-    console.print(Padding(table, (0, 0, 0, 2)))
+    emit(console, Text(title, style="bold"))
+    emit(console, Padding(table, (0, 0, 0, 2)))
     for line in footer or []:
-        console.print(Padding(line, (0, 0, 0, 2)))
+        emit(console, Padding(line, (0, 0, 0, 2)))
 
 
 def _grid(*columns: dict[str, Any], gap: int = 2) -> Table:
@@ -147,7 +153,7 @@ def _setting_text(section: str, row: Any, show_all: bool) -> str:
     """The row as TOML would write it, "name = value"."""
     from kforge_cli.explain import format_value
 
-    text = f"{row.name} = {format_value(row.value)}"
+    text = display(f"{row.name} = {format_value(row.value)}")
     if not show_all and section == "vlm" and row.name in _FREEZE_FIELDS and len(text) > _SETTING_WIDTH:
         # The Architecture block lists them spec by spec.
         return f"{row.name} = ({_plural(len(row.value), _FREEZE_FIELDS[row.name])}, below)"
@@ -201,8 +207,8 @@ def _config_footer(e: Explanation, show_all: bool) -> list[Text]:
 def _patterns_text(patterns: list[str]) -> str:
     # The default aliases pair a module with everything under it: say so in words.
     if len(patterns) == 2 and patterns[1] == patterns[0] + ".*":
-        return f"{patterns[0]} and everything below it"
-    return ", ".join(patterns)
+        return display(f"{patterns[0]} and everything below it")
+    return display(", ".join(patterns))
 
 
 def _arch_table(arch: ArchView) -> Table:
@@ -235,7 +241,7 @@ def _arch_table(arch: ArchView) -> Table:
     if arch.modalities is not None:
         per = "separate attention and FFN weights per modality" if arch.image_heads is not None else \
             "shared attention, one expert group per modality"
-        table.add_row("modalities", Text(f"{', '.join(arch.modalities)}: {per}"))
+        table.add_row("modalities", Text(display(f"{', '.join(map(str, arch.modalities))}: {per}")))
         if arch.image_heads is not None:
             table.add_row("", Text(f"image stream: {arch.image_heads[0]} query heads, {arch.image_heads[1]} "
                                    "key/value heads"))
@@ -243,12 +249,12 @@ def _arch_table(arch: ArchView) -> Table:
         capacity = arch.moma_capacity or {}
         parts = [f"{m} {n}" + (f" (capacity factor {capacity[m]:g})" if m in capacity else "")
                  for m, n in arch.moma_experts.items()]
-        table.add_row("experts", Text("; ".join(parts)))
+        table.add_row("experts", Text(display("; ".join(parts))))
         table.add_row("", Text(f"gumbel noise {'on' if arch.moma_gumbel_noise else 'off'} in training"))
     width = max((len(a) for a in arch.module_aliases), default=0)
     for i, (alias, patterns) in enumerate(arch.module_aliases.items()):
         table.add_row("freeze aliases" if i == 0 else "",
-                      Text.assemble((alias.ljust(width), "magenta"), "  ", _patterns_text(patterns)))
+                      Text.assemble((display(alias).ljust(width), "magenta"), "  ", _patterns_text(patterns)))
     if arch.dropped_aliases:
         table.add_row("", Text(f"vlm.module_patterns leaves out {', '.join(arch.dropped_aliases)}: freeze specs "
                                "naming them become raw patterns", style="yellow"))
@@ -256,7 +262,7 @@ def _arch_table(arch: ArchView) -> Table:
     for i, (when, specs) in enumerate(stages):
         words = ", ".join(f"{s['module']} {'frozen' if s['frozen'] else 'trainable'}"
                           if isinstance(s, dict) else format_value(s) for s in specs) or "nothing"
-        table.add_row("freeze" if i == 0 else "", Text.assemble((f"{when}: ", "bold"), words))
+        table.add_row("freeze" if i == 0 else "", Text.assemble((f"{when}: ", "bold"), display(words)))
     return table
 
 
@@ -373,16 +379,15 @@ def _params_table(p: ParamCounts) -> Any:
 def _print_findings(console: Console, e: Explanation) -> None:
     from rich.text import Text
 
-    from kforge_cli.cli.reporters import finding_lines
+    from kforge_cli.cli.output import emit
+    from kforge_cli.cli.reporters import print_findings
 
     console.print()
     if not e.findings:
-        console.print(Text.assemble(("Findings", "bold"), ("  none", "green")))
+        emit(console, Text.assemble(("Findings", "bold"), ("  none", "green")))
         return
-    console.print(Text("Findings", style="bold"))
-    for finding in e.findings:
-        for line in finding_lines(finding):
-            console.print(line)
+    emit(console, Text("Findings", style="bold"))
+    print_findings(console, e.findings)
 
 
 def _summary_text(explanations: list[Explanation]) -> Text:
@@ -399,7 +404,7 @@ def _summary_text(explanations: list[Explanation]) -> Text:
 # --------------------------------------------------------------------------------------
 
 
-def _explain_field(key: str, files: list[str], overrides: list[Any], as_json: bool) -> int:
+def _explain_field(key: str, inputs: list[Any], options: Any, as_json: bool) -> int:
     from kforge_cli.cli.exitcodes import ExitCode
     from kforge_cli.cli.output import fail
     from kforge_cli.explain import UnknownFieldError, describe_field
@@ -412,12 +417,12 @@ def _explain_field(key: str, files: list[str], overrides: list[Any], as_json: bo
                 else "run `kforge explain --field SECTION` (e.g. model, vlm) to list a section's keys")
         fail(f"--field {key!r}: no such config key", hint)
         return ExitCode.USAGE
-    values = [_field_value(path, doc.key, overrides) for path in files]
+    values = [_field_value(item, doc.key, options) for item in inputs]
     if as_json:
         from kforge_cli.cli.output import print_json
 
         document: dict[str, Any] = {"version": 1, "field": doc.to_json()}
-        if files:
+        if inputs:
             document["values"] = values
         print_json(document)
     else:
@@ -430,14 +435,21 @@ def _explain_field(key: str, files: list[str], overrides: list[Any], as_json: bo
     return ExitCode.FINDINGS if any(v["value"] is None and not v["loaded"] for v in values) else ExitCode.OK
 
 
-def _field_value(path: str, key: str, overrides: list[Any]) -> dict[str, Any]:
+def _field_value(item: Any, key: str, options: Any) -> dict[str, Any]:
     """The resolved value of ``key`` in one file (a "[]" key shows its whole array)."""
-    from kforge_cli.config.loader import load_job
+    from kforge_cli.cli.reporters import json_path
+    from kforge_cli.config.loader import load_job, load_job_text
     from kforge_cli.config.resolved import resolved_dict
+    from kforge_cli.rules.rule import LOAD
 
-    load = load_job(path, overrides)
-    loaded = load.job is not None and not any(f.is_error and f.stage == "loader" for f in load.findings)
-    out: dict[str, Any] = {"path": path, "loaded": loaded, "key": key, "value": None, "source": None}
+    out: dict[str, Any] = {"path": json_path(item.path), "loaded": False, "key": key, "value": None, "source": None}
+    if item.problem is not None:
+        out["error"] = item.problem
+        return out
+    load = (load_job_text(item.text, item.path, options.overrides) if item.text is not None
+            else load_job(item.path, options.overrides))
+    loaded = load.job is not None and not any(f.is_error and f.stage == LOAD for f in load.findings)
+    out["loaded"] = loaded
     if not loaded:
         errors = [f for f in load.findings if f.is_error]
         out["error"] = errors[0].message if errors else "cannot be loaded"
@@ -514,8 +526,9 @@ def _render_values(console: Console, values: list[dict[str, Any]]) -> None:
     table = _grid({"no_wrap": True}, {"max_width": 60, "overflow": "fold"}, {"no_wrap": True, "style": "dim"})
     for v in values:
         if not v["loaded"]:
-            table.add_row(Text(v["path"]), Text(f"cannot be loaded: {v.get('error', '')}", style="red"), "")
+            table.add_row(Text(display_path(v["path"])), Text(display(f"cannot be loaded: {v.get('error', '')}"),
+                                                              style="red"), "")
             continue
         source = _SOURCE_LABEL.get(v["source"], "") if v["source"] else ""
-        table.add_row(Text(v["path"]), Text(format_value(v["value"])), Text(source))
+        table.add_row(Text(display_path(v["path"])), Text(display(format_value(v["value"]))), Text(source))
     console.print(Padding(table, (0, 0, 0, 2)))

@@ -19,7 +19,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from kforge_cli.findings import ERROR, INFO, WARNING, Finding
+from kforge_cli.cli.output import display, display_path, emit
+from kforge_cli.cli.reporters import json_path
+from kforge_cli.findings import Finding
 from kforge_cli.freeze.plan import (
     EMPTY,
     FROZEN,
@@ -35,48 +37,35 @@ from kforge_cli.freeze.plan import (
 )
 from kforge_cli.freeze.units import human_count, plural
 
-_SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
 _STATE_STYLE = {FROZEN: "cyan", TRAINABLE: "green", PARTIAL: "yellow", UNKNOWN: "magenta", EMPTY: "dim"}
 
 
 @dataclass
 class PlanReport:
-    """One file's result: its plan (None when it could not be planned) and other findings."""
+    """One file's result: its plan (None when it could not be planned) and every finding of the file."""
 
     path: str
     plan: FreezePlan | None
-    # Loader, model-build and checkpoint findings, listed before the plan's own.
     findings: list[Finding] = field(default_factory=list)
-    # False when ``findings`` already holds the plan's findings (validate --deep's report).
-    add_plan_findings: bool = True
-
-    @property
-    def all_findings(self) -> list[Finding]:
-        if not self.add_plan_findings or self.plan is None:
-            return list(self.findings)
-        return [*self.findings, *self.plan.findings]
 
     @property
     def has_errors(self) -> bool:
-        return any(f.is_error for f in self.all_findings)
+        return any(f.is_error for f in self.findings)
 
 
 # --- JSON -----------------------------------------------------------------------------
 
 
 def plan_to_json(plan: FreezePlan, path: str, *, step: int | None = None,
-                 findings: Sequence[Finding] | None = None) -> dict[str, Any]:
-    """The DESIGN freeze-plan object for one file (extra keys are additive).
-
-    ``findings`` is the file's complete list; by default, the plan's own.
-    """
+                 findings: Sequence[Finding] = ()) -> dict[str, Any]:
+    """The DESIGN freeze-plan object for one file (extra keys are additive)."""
     out: dict[str, Any] = {
-        "path": path,
+        "path": json_path(path),
         "arch": plan.arch,
         "total_params": plan.total_numel,
         "parameters": [_param_json(p) for p in plan.params],
         "stages": [_stage_json(s) for s in plan.stages],
-        "findings": [f.to_json() for f in (plan.findings if findings is None else findings)],
+        "findings": [f.to_json() for f in findings],
         "max_steps": plan.max_steps,
         "optimizer_params": len(plan.optimizer_param_names),
         "unknown": [{"prefix": u.prefix, "reason": u.reason} for u in plan.unknown],
@@ -116,7 +105,7 @@ def _stage_json(s: StagePlan) -> dict[str, Any]:
 
 def failed_plan_json(path: str, findings: Sequence[Finding]) -> dict[str, Any]:
     """The plan object of a file that could not be planned (unreadable, invalid, unbuildable)."""
-    return {"path": path, "arch": None, "total_params": 0, "parameters": [], "stages": [],
+    return {"path": json_path(path), "arch": None, "total_params": 0, "parameters": [], "stages": [],
             "findings": [f.to_json() for f in findings]}
 
 
@@ -126,7 +115,7 @@ def plans_document(reports: Sequence[PlanReport], *, step: int | None = None) ->
         if r.plan is None:
             plans.append(failed_plan_json(r.path, r.findings))
         else:
-            plans.append(plan_to_json(r.plan, r.path, step=step, findings=r.all_findings))
+            plans.append(plan_to_json(r.plan, r.path, step=step, findings=r.findings))
     return {"version": 1, "plans": plans}
 
 
@@ -135,7 +124,7 @@ def plans_document(reports: Sequence[PlanReport], *, step: int | None = None) ->
 
 def _header(report: PlanReport) -> Text:
     plan = report.plan
-    text = Text.assemble((report.path, "bold"))
+    text = Text.assemble((display_path(report.path), "bold"))
     if plan is None:
         text.append("  could not be planned", style="red")
         return text
@@ -153,7 +142,7 @@ def _stage_heading(plan: FreezePlan, index: int) -> Text:
     text = Text(f"{label} {stage.step_range}", style="bold")
     for spec in stage.specs:
         verb = "freeze" if spec.frozen else "unfreeze"
-        text.append(f"\n{verb} {spec.module}", style="dim")
+        text.append(f"\n{verb} {display(spec.module)}", style="dim")
     if not stage.reached and stage.start_step > 0:
         text.append("\nnever reached", style="red")
     if stage.fresh_run_frozen is not None and stage.fresh_run_frozen != stage.frozen:
@@ -219,7 +208,7 @@ def _add_row_groups(table: Table, plan: FreezePlan,
         first = False
         table.add_row(Text(title, style="dim italic"))
         for i, row in rows:
-            table.add_row(Text(f" {row.label}"),
+            table.add_row(Text(f" {display(row.label)}"),
                           *[Text("not reached", style="dim") if c is None else _cell_text(c)
                             for c in cells_of(i, row)])
 
@@ -246,7 +235,7 @@ def params_table(plan: FreezePlan, step: int | None = None) -> Table:
         table.add_column(title, no_wrap=True)
     table.add_column("optimizer", no_wrap=True)
     for p in plan.params:
-        name = Text(p.name + (" [ckpt]" if p.stand_in else ""), style="dim" if p.stand_in else "")
+        name = Text(display(p.name) + (" [ckpt]" if p.stand_in else ""), style="dim" if p.stand_in else "")
         cells = []
         for _, frozen, differs in columns:
             if frozen is None:
@@ -327,8 +316,8 @@ def report_renderables(report: PlanReport, *, params: bool = False,
             out.append(Padding(Text("cells: state, then parameters \u00b7 elements; '!' marks a boundary where "
                                     "the trainer ends differently (see findings)", style="dim"), (0, 0, 0, 2)))
         for note in plan.notes:
-            out.append(Padding(Text.assemble(("note: ", "dim"), note), (0, 0, 0, 2)))
-    findings = report.all_findings
+            out.append(Padding(Text.assemble(("note: ", "dim"), display(note)), (0, 0, 0, 2)))
+    findings = report.findings
     if findings:
         out.append(Text(""))
         out.extend(finding_renderables(findings))
@@ -341,7 +330,7 @@ def print_reports(console: Console, reports: Sequence[PlanReport], *, params: bo
         if i:
             console.print()
         for renderable in report_renderables(report, params=params, step=step):
-            console.print(renderable)
+            emit(console, renderable)
 
 
 def recording_console(width: int = 100) -> Console:

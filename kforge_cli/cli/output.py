@@ -1,13 +1,46 @@
-"""Consoles and small rendering helpers shared by every subcommand."""
+"""Consoles and the small rendering helpers every subcommand shares.
+
+Text from a user's file (keys, values, file names, tensor and pickle names)
+reaches the terminal, CI logs and editors. ``display`` makes it inert: control
+characters are shown escaped, so an ANSI sequence cannot repaint the screen and
+a newline cannot start a forged ``::error`` workflow command; file names that
+are not UTF-8 are shown with their raw bytes escaped.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group(0)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}"
+
+
+def display(text: Any) -> str:
+    """``text`` with every control character and undecodable byte shown as an escape."""
+    return _CONTROL.sub(_escape, str(text))
+
+
+def display_path(path: str) -> str:
+    """A path as output shows it: escaped, and never starting a line with a workflow command."""
+    shown = display(path)
+    if shown.lstrip().startswith("::"):
+        shown = "./" + shown.lstrip()
+    return shown
 
 
 def _width() -> int | None:
@@ -16,12 +49,57 @@ def _width() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def stdout_console() -> Console:
+# The width of a console whose lines are never wrapped: each renderable is then
+# printed at the width it measures, however long its names and paths are.
+UNWRAPPED_WIDTH = 1 << 16
+
+
+def unwrapped(console: Any) -> bool:
+    """Output that goes to a pipe or a file with no width asked for: lines are never wrapped."""
+    return console.width >= UNWRAPPED_WIDTH
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    class _Console(Console):
+        def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            # Unwrapped: render each line at the width it measures, so nothing is cut or padded.
+            if objects and kwargs.get("width") is None and unwrapped(self):
+                kwargs["width"] = max(1, max(self.measure(o).maximum for o in objects))
+            super().print(*objects, **kwargs)
+
+    width = _width()
+    if width is None and not sys.stdout.isatty():
+        width = UNWRAPPED_WIDTH
     # Created per invocation so in-process tests that swap sys.stdout are honoured.
-    return Console(file=sys.stdout, width=_width(), highlight=False, soft_wrap=False)
+    return _Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
 
 
-def stderr_console() -> Console:
+def emit(console: Any, renderable: Any) -> None:
+    console.print(renderable)
+
+
+def wrap_words(text: str, width: int | None) -> list[str]:
+    """Greedy word wrap that never breaks inside a word (a name, key or path longer than a line stays whole)."""
+    if width is None:
+        return [text]
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) <= width or not current:
+            current = candidate
+        else:
+            lines.append(current)
+            current = word
+    lines.append(current)
+    return lines
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
     return Console(file=sys.stderr, width=_width(), highlight=False, soft_wrap=False)
 
 
@@ -33,7 +111,9 @@ def print_json(document: Any) -> None:
 
 def fail(message: str, hint: str | None = None) -> None:
     """One clear line on stderr for problems that are not findings (usage-level)."""
+    from rich.markup import escape
+
     console = stderr_console()
-    console.print(f"[bold red]kforge:[/] {escape(message)}", markup=True)
+    console.print(f"[bold red]kforge:[/] {escape(display(message))}", markup=True)
     if hint:
-        console.print(f"  [dim]hint:[/] {escape(hint)}", markup=True)
+        console.print(f"  [dim]hint:[/] {escape(display(hint))}", markup=True)

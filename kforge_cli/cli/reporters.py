@@ -1,10 +1,17 @@
-"""Rendering validate results: text (Rich), JSON, GitHub annotations, SARIF."""
+"""Rendering findings: text (Rich), concise one-liners, JSON, GitHub annotations (SARIF in ``sarif``).
+
+Every string that can come from a user's file goes through ``display`` /
+``display_path`` first, so no format can be made to print a control sequence,
+a forged workflow command or an undecodable byte.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kforge_cli.cli.output import display, display_path, emit, unwrapped, wrap_words
 from kforge_cli.findings import ERROR, INFO, WARNING, Finding
 
 if TYPE_CHECKING:
@@ -12,28 +19,29 @@ if TYPE_CHECKING:
 
     from kforge_cli.lint.engine import FileReport
 
-_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
+SEVERITY_STYLE = {ERROR: "bold red", WARNING: "yellow", INFO: "cyan"}
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def verdict_text(report: FileReport, strict: bool) -> Any:
+def verdict_text(report: FileReport) -> Any:
     from rich.text import Text
 
     errors, warnings = report.errors, report.warnings
-    counts = ", ".join(p for p in (_plural(errors, "error") if errors else "",
-                                   _plural(warnings, "warning") if warnings else "") if p)
-    if report.valid(strict):
-        return Text.assemble(("✓ ", "bold green"), (report.path, "bold"),
+    counts = ", ".join(p for p in (plural(errors, "error") if errors else "",
+                                   plural(warnings, "warning") if warnings else "") if p)
+    path = display_path(report.path)
+    if report.valid:
+        return Text.assemble(("\u2713 ", "bold green"), (path, "bold"),
                              (f"  valid{', ' + counts if counts else ''}", "green"))
-    reason = counts if errors else f"{counts} (--strict)"
-    return Text.assemble(("✗ ", "bold red"), (report.path, "bold"), (f"  invalid: {reason}", "red"))
+    reason = counts if errors else f"{counts} (strict)"
+    return Text.assemble(("\u2717 ", "bold red"), (path, "bold"), (f"  invalid: {reason}", "red"))
 
 
 class Hanging:
-    """Text wrapped under a fixed indent, without the trailing padding rich.Padding adds."""
+    """Text word-wrapped under a fixed indent; never split inside a word, never wrapped when unwrapped()."""
 
     def __init__(self, text: Any, indent: int) -> None:
         self.text = text
@@ -42,49 +50,100 @@ class Hanging:
     def __rich_console__(self, console: Any, options: Any) -> Any:
         from rich.text import Text
 
-        width = max(20, options.max_width - self.indent)
-        for line in self.text.wrap(console, width):
-            line.rstrip()
-            yield Text(" " * self.indent) + line
+        width = None if unwrapped(console) else max(20, options.max_width - self.indent)
+        plain = self.text.plain
+        start = 0
+        for line in wrap_words(plain, width):
+            end = start + len(line)
+            piece = self.text[start:end]
+            piece.rstrip()
+            yield Text(" " * self.indent) + piece
+            start = end + 1  # the space the wrap consumed
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        longest = max((len(w) for w in self.text.plain.split(" ")), default=0)
+        return Measurement(self.indent + min(longest, 20), self.indent + len(self.text.plain))
 
 
 def finding_lines(finding: Finding, indent: str = "  ") -> list[Any]:
     from rich.text import Text
 
     where = f"{finding.line}:{finding.column or 1}" if finding.line else "-"
-    head = Text.assemble(indent, (f"{where:<7}", "dim"), (f"{finding.severity:<8}", _STYLE.get(finding.severity, "")),
-                         (f"{finding.code}  ", "bold"), (finding.key or "", "magenta"))
+    head = Text.assemble(indent, (f"{where:<7}", "dim"), (f"{finding.severity:<8}", SEVERITY_STYLE.get(finding.severity, "")),
+                         (f"{finding.code}  ", "bold"), (display(finding.key or ""), "magenta"))
     if finding.stage and finding.severity == ERROR:
         head.append(f"  (fails at: {finding.stage})", style="dim")
     # Wrapped message lines stay under the message, not at column 0.
     pad = len(indent) + 15
-    lines = [head, Hanging(Text(finding.message), pad)]
+    lines: list[Any] = [head, Hanging(Text(display(finding.message)), pad)]
     if finding.hint:
-        lines.append(Hanging(Text.assemble(("fix: ", "green"), finding.hint), pad))
+        lines.append(Hanging(Text.assemble(("fix: ", "green"), display(finding.hint)), pad))
     return lines
 
 
-def render_text(console: Console, reports: Sequence[FileReport], strict: bool) -> None:
+def print_findings(console: Console, findings: Sequence[Finding], indent: str = "  ") -> None:
+    for finding in findings:
+        for line in finding_lines(finding, indent):
+            emit(console, line)
+
+
+def render_text(console: Console, reports: Sequence[FileReport], *, show_suppressed: bool = False) -> None:
     from rich.text import Text
 
     for report in reports:
-        console.print(verdict_text(report, strict))
-        for finding in report.findings:
-            for line in finding_lines(finding):
-                console.print(line)
+        emit(console, verdict_text(report))
+        print_findings(console, report.findings)
+        if show_suppressed and report.suppressed:
+            emit(console, Text(f"  suppressed by comments ({len(report.suppressed)}):", style="dim"))
+            print_findings(console, report.suppressed, indent="    ")
     if len(reports) > 1:
-        invalid = sum(1 for r in reports if not r.valid(strict))
-        errors = sum(r.errors for r in reports)
-        warnings = sum(r.warnings for r in reports)
-        console.print(Text(f"{_plural(len(reports), 'file')}: {invalid} invalid, {_plural(errors, 'error')}, "
-                           f"{_plural(warnings, 'warning')}", style="bold"))
+        emit(console, Text(summary_line(reports), style="bold"))
 
 
-def validate_document(reports: Sequence[FileReport], strict: bool) -> dict[str, Any]:
+def summary_line(reports: Sequence[FileReport]) -> str:
+    invalid = sum(1 for r in reports if not r.valid)
+    errors = sum(r.errors for r in reports)
+    warnings = sum(r.warnings for r in reports)
+    return (f"{plural(len(reports), 'file')}: {invalid} invalid, {plural(errors, 'error')}, "
+            f"{plural(warnings, 'warning')}")
+
+
+def render_concise(reports: Sequence[FileReport], *, show_suppressed: bool = False) -> str:
+    """``path:line:col: CODE severity message``: what vim, emacs and VS Code problem matchers parse."""
+    out = []
+    for report in reports:
+        path = display_path(report.path)
+        shown = [*report.findings, *(report.suppressed if show_suppressed else ())]
+        for f in shown:
+            message = display(f.message) + (f" (fix: {display(f.hint)})" if f.hint else "")
+            if f in report.suppressed:
+                message += " [suppressed]"
+            out.append(f"{path}:{f.line or 1}:{f.column or 1}: {f.code} {f.severity} {message}")
+    return "".join(line + "\n" for line in out)
+
+
+def json_path(path: str) -> str:
+    """A path as JSON can carry it: undecodable bytes escaped rather than emitted as lone surrogates."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace") if _has_surrogates(path) else path
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def validate_document(reports: Sequence[FileReport], *, show_suppressed: bool = False) -> dict[str, Any]:
+    files = []
+    for r in reports:
+        entry: dict[str, Any] = {"path": json_path(r.path), "valid": r.valid,
+                                 "findings": [f.to_json() for f in r.findings]}
+        if show_suppressed:
+            entry["suppressed"] = [f.to_json() for f in r.suppressed]
+        files.append(entry)
     return {
         "version": 1,
-        "files": [{"path": r.path, "valid": r.valid(strict),
-                   "findings": [f.to_json() for f in r.findings]} for r in reports],
+        "files": files,
         "summary": {"files": len(reports), "errors": sum(r.errors for r in reports),
                     "warnings": sum(r.warnings for r in reports)},
     }
@@ -98,16 +157,16 @@ def _escape_annotation(text: str, *, property_value: bool = False) -> str:
 
 
 def render_github(reports: Sequence[FileReport]) -> str:
-    """GitHub Actions workflow commands: one annotation per finding."""
+    """GitHub Actions workflow commands: one annotation per finding, every value escaped."""
     level = {ERROR: "error", WARNING: "warning", INFO: "notice"}
     out = []
     for report in reports:
         for f in report.findings:
-            props = [f"file={_escape_annotation(report.path, property_value=True)}"]
+            props = [f"file={_escape_annotation(display(report.path), property_value=True)}"]
             if f.line:
                 props += [f"line={f.line}", f"col={f.column or 1}"]
-            title = f"{f.code} {f.key}" if f.key else f.code
+            title = f"{f.code} {display(f.key)}" if f.key else f.code
             props.append(f"title={_escape_annotation(title, property_value=True)}")
-            message = f.message + (f" (fix: {f.hint})" if f.hint else "")
+            message = display(f.message) + (f" (fix: {display(f.hint)})" if f.hint else "")
             out.append(f"::{level.get(f.severity, 'notice')} {','.join(props)}::{_escape_annotation(message)}")
     return "\n".join(out) + ("\n" if out else "")

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kforge_cli import __version__
+from kforge_cli.cli.output import display
 from kforge_cli.findings import ERROR, INFO, WARNING
-from kforge_cli.lint.catalog import RULES
+from kforge_cli.rules import all_rules
 
 if TYPE_CHECKING:
     from kforge_cli.lint.engine import FileReport
@@ -21,8 +22,10 @@ def _uri(path: str) -> str:
     # A relative URI reference (RFC 3986) is what code scanning resolves against the checkout.
     from urllib.parse import quote
 
-    rel = os.path.relpath(path) if os.path.isabs(path) else path
-    return quote(rel.replace(os.sep, "/"), safe="/")
+    raw = os.fsencode(path)
+    rel = os.path.relpath(raw) if os.path.isabs(raw) else raw
+    # Percent-encode the bytes, so a name that is not UTF-8 is still a valid, exact URI.
+    return quote(rel.replace(os.fsencode(os.sep), b"/"), safe="/")
 
 
 def sarif_document(reports: Sequence[FileReport]) -> dict[str, Any]:
@@ -33,7 +36,8 @@ def sarif_document(reports: Sequence[FileReport]) -> dict[str, Any]:
         "fullDescription": {"text": rule.summary},
         "help": {"text": rule.help_text, "markdown": f"**{rule.code}** {rule.summary}\n\nExample: `{rule.example}`"},
         "defaultConfiguration": {"level": _LEVEL.get(rule.severity, "warning")},
-    } for rule in RULES]
+        "properties": {"stages": list(rule.stages)},
+    } for rule in all_rules()]
     index = {rule["id"]: i for i, rule in enumerate(rules)}
     results = []
     for report in reports:
@@ -45,8 +49,8 @@ def sarif_document(reports: Sequence[FileReport]) -> dict[str, Any]:
             if region:
                 location["physicalLocation"]["region"] = region
             if f.key:
-                location["logicalLocations"] = [{"fullyQualifiedName": f.key, "kind": "member"}]
-            text = f.message + (f" Fix: {f.hint}" if f.hint else "")
+                location["logicalLocations"] = [{"fullyQualifiedName": display(f.key), "kind": "member"}]
+            text = display(f.message) + (f" Fix: {display(f.hint)}" if f.hint else "")
             result: dict[str, Any] = {"ruleId": f.code, "level": _LEVEL.get(f.severity, "warning"),
                                       "message": {"text": text}, "locations": [location]}
             if f.code in index:
@@ -56,8 +60,7 @@ def sarif_document(reports: Sequence[FileReport]) -> dict[str, Any]:
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "kforge", "version": __version__, "informationUri":
-                                "https://github.com/kforge-dev/kforge", "rules": rules}},
+            "tool": {"driver": {"name": "kforge", "version": __version__, "rules": rules}},
             "results": results,
         }],
     }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kforge_cli.config.fields import Checker, is_number, setting
-from kforge_cli.config.registry import registry
+from kforge_cli.config.fields import setting
+from kforge_cli.rules.rule import LOAD
 from kforge_cli.config.section import Section
 
 ASYNC_MODES = ("disabled", "async", "async_with_pinned_mem")
@@ -19,9 +19,11 @@ class DynamicCheckpointWindow(Section):
 
     SECTION: ClassVar[str] = "checkpoint.dyn_ckpt_window"
 
-    start: int = setting(0, "first step of the window (0 also saves the initial weights)", unit="steps")
-    stop: int = setting(512, "last step of the window", unit="steps")
-    strategy: str = setting("power2", "which steps inside the window are saved", registry="dyn_ckpt_strategy")
+    start: int = setting(0, "first step of the window (0 also saves the initial weights)", unit="steps", ge=0,
+                         fix="use 0")
+    stop: int = setting(512, "last step of the window", unit="steps", ge="start")
+    strategy: str = setting("power2", "which steps inside the window are saved", registry="dyn_ckpt_strategy",
+                            looked_up=LOAD)
 
     def is_milestone(self, step: int) -> bool:
         # Only the built-in strategy can be evaluated here; plugin strategies are opaque.
@@ -32,25 +34,13 @@ class DynamicCheckpointWindow(Section):
         offset = step - self.start
         return offset == 0 or (offset & (offset - 1)) == 0
 
-    def rules(self, c: Checker) -> None:
-        if is_number(self.start) and self.start < 0:
-            c.error("KF103", "start", "dyn_ckpt_window.start must be >= 0", "use 0")
-        if is_number(self.stop) and is_number(self.start) and self.stop < self.start:
-            c.error("KF103", "stop", f"checkpoint.dyn_ckpt_window.stop ({self.stop}) must be >= "
-                    f"checkpoint.dyn_ckpt_window.start ({self.start})", f"use a stop >= {self.start}")
-        known = registry.list("dyn_ckpt_strategy")
-        if self.strategy not in known:
-            c.error("KF103", "strategy",
-                    f"unknown dyn_ckpt_window.strategy {self.strategy!r}; registered: {known}",
-                    f"use one of {known}")
-
 
 @dataclass
 class CheckpointConfig(Section):
     SECTION: ClassVar[str] = "checkpoint"
 
     dir: str = setting("checkpoints", "checkpoint root directory (step_N/ subdirectories)")
-    interval: int = setting(1000, "save every N steps outside the dynamic window", unit="steps")
+    interval: int = setting(1000, "save every N steps outside the dynamic window", unit="steps", gt=0)
     dyn_ckpt_window: DynamicCheckpointWindow | None = setting(None, "optional dense-save window")
     async_mode: str = setting("disabled", "asynchronous DCP saving", choices=ASYNC_MODES, enum=True)
     keep_last_n: int = setting(3, "recent checkpoints kept (<= 0 keeps all)")
@@ -60,10 +50,6 @@ class CheckpointConfig(Section):
                                               doc="state keys not loaded on resume (e.g. optimizer)")
     ignore_freeze_mismatch: bool = setting(
         False, "load even when the checkpoint's freeze metadata differs from the config")
-
-    def rules(self, c: Checker) -> None:
-        if is_number(self.interval) and self.interval <= 0:
-            c.error("KF103", "interval", "interval must be positive", "e.g. checkpoint.interval = 1000")
 
     def covers_step0(self) -> bool:
         window = self.dyn_ckpt_window

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kforge_cli.config.fields import Checker, is_number, setting
+from kforge_cli.config.fields import setting
 from kforge_cli.config.section import Section
 
 
@@ -14,16 +14,10 @@ class EvalConfig(Section):
     SECTION: ClassVar[str] = "eval"
 
     enabled: bool = setting(False, "run evaluation during training (ignored for VLM jobs)")
-    interval: int = setting(1000, "evaluate every N training steps", unit="steps")
-    steps: int = setting(50, "eval batches per evaluation")
+    interval: int = setting(1000, "evaluate every N training steps", unit="steps", gt=0)
+    steps: int = setting(50, "eval batches per evaluation", gt=0)
     dataset_path: str = setting("", "pre-tokenized eval data directory")
     file_pattern: str = setting("*.npy", "glob of eval data files")
     hf_dataset_name: str | None = setting(None, "Hugging Face eval dataset")
     hf_dataset_config: str | None = setting(None, "Hugging Face eval dataset config")
     hf_dataset_split: str = setting("validation", "eval split")
-
-    def rules(self, c: Checker) -> None:
-        if is_number(self.interval) and self.interval <= 0:
-            c.error("KF103", "interval", "eval interval must be positive", "e.g. eval.interval = 1000")
-        if is_number(self.steps) and self.steps <= 0:
-            c.error("KF103", "steps", "eval steps must be positive", "e.g. eval.steps = 50")

@@ -13,12 +13,12 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from kforge_cli.config.fields import field_default
-from kforge_cli.config.job import JobConfig, construction_rules
+from kforge_cli.config.fields import close_match, field_default, spec_of
+from kforge_cli.config.job import JobConfig, construction_checks
 from kforge_cli.config.section import collecting
 from kforge_cli.config.toml_source import TomlSource, parse_toml_text, read_toml
 from kforge_cli.config.vlm import (
@@ -31,9 +31,18 @@ from kforge_cli.config.vlm import (
     reserved_arch_message,
     unknown_arch_message,
 )
-from kforge_cli.config.fields import Checker
 from kforge_cli.config.registry import registry
-from kforge_cli.findings import WARNING, Finding, error, unique, warning
+from kforge_cli.findings import WARNING, Finding, unique
+from kforge_cli.rules.loading import (
+    INVALID_VALUE,
+    LEGACY_LAYOUT,
+    LOSSY_COERCION,
+    MISSING_REQUIRED,
+    MODULE_PATTERNS_TRAP,
+    UNKNOWN_KEY,
+    WRONG_TYPE,
+)
+from kforge_cli.rules.rule import LOAD, Rule, Subject, run_checks
 
 FILE, OVERRIDE, DEFAULT = "file", "override", "default"
 
@@ -169,11 +178,11 @@ class _Layer:
             finding = dataclasses.replace(finding, data={**finding.data, "origin": OVERRIDE})
         self.result.findings.append(finding)
 
-    def error(self, code: str, key: str, message: str, hint: str | None = None, **data: Any) -> None:
-        self._add(error(code, message, key, hint, stage="loader", **data))
+    def error(self, rule: Rule, key: str, message: str, hint: str | None = None, **data: Any) -> None:
+        self._add(rule.finding(message, key, hint, stage=LOAD, **data))
 
-    def warn(self, code: str, key: str, message: str, hint: str | None = None, **data: Any) -> None:
-        self._add(warning(code, message, key, hint, **data))
+    def warn(self, rule: Rule, key: str, message: str, hint: str | None = None, **data: Any) -> None:
+        self._add(rule.finding(message, key, hint, severity=WARNING, **data))
 
     def reject(self, key: str) -> object:
         self.result.bad_keys.add(key)
@@ -197,15 +206,13 @@ class _Layer:
                 self.result.sources[f.name] = self.origin
             else:
                 kind = "array of tables" if isinstance(raw, list) else type(raw).__name__
-                self.error("KF102", f.name, f"[{f.name}] must be a table, not a {kind}",
+                self.error(WRONG_TYPE, f.name, f"[{f.name}] must be a table, not a {kind}",
                            f"write it as a [{f.name}] section with key = value lines")
                 self.reject(f.name)
                 values[f.name] = current
         with collecting():
             new_job = JobConfig(**values)
-        checker = Checker("", stage="loader")
-        construction_rules(new_job, checker, bad=self.result.bad_keys)
-        for finding in checker:
+        for finding in run_checks(construction_checks(), Subject(job=new_job), self.result.bad_keys):
             self._add(finding)
         return new_job
 
@@ -241,14 +248,14 @@ class _Layer:
             if "arch" in raw and raw["arch"] != base.arch:
                 # The reference merges overrides into the existing subclass instance:
                 # the arch string changes, the class (and its fields) do not.
-                self.error("KF103", _join(key, "arch"),
+                self.error(INVALID_VALUE, _join(key, "arch"),
                            f"vlm.arch cannot be switched from {base.arch!r} to {raw['arch']!r} by an override: "
                            f"the reference keeps the {cls.__name__} built from the file and only rewrites the "
                            "string, so the model build sees a mismatched config",
                            "change vlm.arch in the file itself")
             return cls
         if isinstance(arch, str) and arch in RESERVED_ARCHS:
-            self.error("KF103", _join(key, "arch"), reserved_arch_message(arch),
+            self.error(INVALID_VALUE, _join(key, "arch"), reserved_arch_message(arch),
                        f"pick one of {sorted(registry.list_vlm_configs())}")
         else:
             try:
@@ -256,8 +263,8 @@ class _Layer:
             except KeyError:
                 pass
             names = sorted(registry.list_vlm_configs())
-            close = _close(str(arch), names)
-            self.error("KF103", _join(key, "arch"), unknown_arch_message(arch),
+            close = close_match(arch, names)
+            self.error(INVALID_VALUE, _join(key, "arch"), unknown_arch_message(arch),
                        f"did you mean {close!r}?" if close else f"pick one of {names}")
         self.reject(_join(key, "arch"))
         self._unknown_arch = True
@@ -274,19 +281,25 @@ class _Layer:
                 if any(name in fields_ for fields_ in arch_fields().values()):
                     continue
             if key == "model" and name == "vlm":
-                self.error("KF105", "model.vlm",
+                self.error(LEGACY_LAYOUT, "model.vlm",
                            "[model.vlm] is the legacy VLM layout; the reference rejects it as an unknown "
                            "key of ModelConfig",
                            "run `kforge convert FILE --in-place` to move it to [vision_encoder] / [adapter] / [vlm]")
                 self.reject(sub)
                 continue
-            self.error("KF101", sub, _unknown_message(cls, key, name), _unknown_hint(cls, key, name))
+            hint, intended = _unknown_hint(cls, key, name)
+            if intended is None:
+                self.error(UNKNOWN_KEY, sub, _unknown_message(cls, key, name), hint)
+            else:
+                # What the typo meant kept its default: findings about it follow from this one.
+                self.error(UNKNOWN_KEY, sub, _unknown_message(cls, key, name), hint, explains=[intended])
+                self.result.bad_keys.add(intended)
             self.reject(sub)
 
     # -- values -------------------------------------------------------------------
 
     def coerce(self, hint: Any, f: dataclasses.Field | None, value: Any, key: str) -> Any:
-        meta = f.metadata if f is not None else {}
+        spec = spec_of(f) if f is not None else None
         origin = typing.get_origin(hint)
         if origin is Union or origin is types.UnionType:
             if value is None:
@@ -296,19 +309,19 @@ class _Layer:
                 return value
             hint, origin = options[0], typing.get_origin(options[0])
         name = key.rsplit(".", 1)[-1]
-        if meta and meta.get("enum"):
-            choices = meta["choices"]
+        if spec is not None and spec.enum and spec.choices:
+            choices = spec.choices
             if isinstance(value, str) and value in choices:
                 return value
-            close = _close(str(value), [str(c) for c in choices]) if isinstance(value, str) else None
-            self.error("KF103", key, f"{key} = {value!r} is not one of {list(choices)}",
+            close = close_match(value, [str(c) for c in choices])
+            self.error(INVALID_VALUE, key, f"{key} = {value!r} is not one of {list(choices)}",
                        f"did you mean {close!r}?" if close else f"use one of {list(choices)}")
             return self.reject(key)
         inner = _dataclass_in(hint)
         if inner is not None:
             if isinstance(value, dict):
                 return self.section(inner, value, None, key)
-            self.error("KF102", key, f"{key} must be a table, got {_kind(value)}",
+            self.error(WRONG_TYPE, key, f"{key} must be a table, got {_kind(value)}",
                        f"write it as [{key}] with key = value lines")
             return self.reject(key)
         if origin is tuple:
@@ -324,9 +337,9 @@ class _Layer:
         if hint is float:
             return self._coerce_float(value, key)
         if hint is str and not isinstance(value, str):
-            if name in _NAME_FIELDS or (meta and meta.get("registry")):
+            if name in _NAME_FIELDS or (spec is not None and spec.registry):
                 return value  # the section rule reports the failed lookup
-            self.warn("KF102", key, f"{key} should be a string, got {_kind(value)}; the reference keeps it "
+            self.warn(WRONG_TYPE, key, f"{key} should be a string, got {_kind(value)}; the reference keeps it "
                       "as is and fails later where it is used", f'quote it: {name} = "{value}"')
         return value
 
@@ -335,66 +348,66 @@ class _Layer:
             return value
         if isinstance(value, str):
             result = value.lower() in ("true", "1", "yes")
-            self.warn("KF401", key, f"{key} = {value!r} is a string; the reference reads it as {result}"
+            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a string; the reference reads it as {result}"
                       + ("" if value.lower() in ("true", "1", "yes", "false", "0", "no") else
                          " (anything but 'true', '1' or 'yes' counts as false)"),
                       f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()} (a TOML boolean)")
             return result
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             result = bool(value)
-            self.warn("KF401", key, f"{key} = {value!r} is a number; the reference reads it as {result}",
+            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a number; the reference reads it as {result}",
                       f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()}")
             return result
         result = bool(value)
-        self.warn("KF401", key, f"{key} is {_kind(value)}; the reference reads it as bool(...) = {result}",
+        self.warn(LOSSY_COERCION, key, f"{key} is {_kind(value)}; the reference reads it as bool(...) = {result}",
                   f"write {key.rsplit('.', 1)[-1]} = true or false")
         return result
 
     def _coerce_int(self, value: Any, key: str) -> Any:
         name = key.rsplit(".", 1)[-1]
         if isinstance(value, bool):
-            self.warn("KF401", key, f"{key} = {str(value).lower()} is a boolean used as the integer {int(value)}",
+            self.warn(LOSSY_COERCION, key, f"{key} = {str(value).lower()} is a boolean used as the integer {int(value)}",
                       f"write {name} = {int(value)}")
             return value
         if isinstance(value, int):
             return value
         if isinstance(value, float):
             if not math.isfinite(value):
-                self.error("KF102", key, f"{key} = {value} cannot be converted to an integer",
+                self.error(WRONG_TYPE, key, f"{key} = {value} cannot be converted to an integer",
                            f"write {name} as an integer")
                 return self.reject(key)
             result = int(value)
             if result == value:
-                self.warn("KF401", key, f"{key} = {value!r} is a float; the reference converts it to {result}",
+                self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a float; the reference converts it to {result}",
                           f"write {name} = {result}")
             else:
-                self.warn("KF401", key, f"{key} = {value!r} is a float; the reference truncates it to {result}",
+                self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a float; the reference truncates it to {result}",
                           f"write the integer you mean, e.g. {name} = {round(value)}")
             return result
         if isinstance(value, str):
             try:
                 result = int(value)
             except ValueError:
-                self.error("KF102", key, f"{key} = {value!r} is not an integer (the reference's int() fails)",
+                self.error(WRONG_TYPE, key, f"{key} = {value!r} is not an integer (the reference's int() fails)",
                            f"write {name} as an integer without quotes")
                 return self.reject(key)
-            self.warn("KF401", key, f"{key} = {value!r} is a string; the reference converts it to {result}",
+            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a string; the reference converts it to {result}",
                       f"write {name} = {result} (no quotes)")
             return result
         # The reference keeps such a value as is and fails only where it is used.
-        self.error("KF102", key, f"{key} must be an integer, got {_kind(value)}", f"write {name} as an integer",
+        self.error(WRONG_TYPE, key, f"{key} must be an integer, got {_kind(value)}", f"write {name} as an integer",
                    kept=True)
         return self.reject(key)
 
     def _coerce_float(self, value: Any, key: str) -> Any:
         name = key.rsplit(".", 1)[-1]
         if isinstance(value, bool):
-            self.warn("KF401", key, f"{key} = {str(value).lower()} is a boolean used as {float(value)}",
+            self.warn(LOSSY_COERCION, key, f"{key} = {str(value).lower()} is a boolean used as {float(value)}",
                       f"write {name} = {float(value)}")
             return float(value)
         if isinstance(value, float):
             if not math.isfinite(value):
-                self.warn("KF102", key, f"{key} = {value} is not a finite number; the reference accepts it",
+                self.warn(WRONG_TYPE, key, f"{key} = {value} is not a finite number; the reference accepts it",
                           f"write a finite value for {name}")
             return value
         if isinstance(value, int):
@@ -403,20 +416,20 @@ class _Layer:
             try:
                 result = float(value)
             except ValueError:
-                self.error("KF102", key, f"{key} = {value!r} is not a number (the reference's float() fails)",
+                self.error(WRONG_TYPE, key, f"{key} = {value!r} is not a number (the reference's float() fails)",
                            f"write {name} as a number without quotes")
                 return self.reject(key)
-            self.warn("KF401", key, f"{key} = {value!r} is a string; the reference converts it to {result!r}",
+            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a string; the reference converts it to {result!r}",
                       f"write {name} = {result!r} (no quotes)")
             return result
-        self.error("KF102", key, f"{key} must be a number, got {_kind(value)}", f"write {name} as a number",
+        self.error(WRONG_TYPE, key, f"{key} must be a number, got {_kind(value)}", f"write {name} as a number",
                    kept=True)
         return self.reject(key)
 
     def _coerce_tuple(self, hint: Any, value: Any, key: str) -> Any:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
-            self.error("KF102", key, f"{key} must be an array, got {_kind(value)}",
+            self.error(WRONG_TYPE, key, f"{key} must be an array, got {_kind(value)}",
                        f"write {key.rsplit('.', 1)[-1]} = [ ... ]")
             return self.reject(key)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -426,18 +439,18 @@ class _Layer:
             if element is str:
                 for i, item in enumerate(value):
                     if not isinstance(item, str):
-                        self.error("KF102", f"{key}[{i}]", f"{key}[{i}] must be a string, got {_kind(item)}",
+                        self.error(WRONG_TYPE, f"{key}[{i}]", f"{key}[{i}] must be a string, got {_kind(item)}",
                                    "quote each entry")
                         return self.reject(key)
             return tuple(value)
         # Fixed-size numeric tuple (optimizer.betas): the reference converts the
         # container only; its elements must already be numbers for the checks.
         if any(not isinstance(item, (int, float)) or isinstance(item, bool) for item in value):
-            self.error("KF102", key, f"{key} must hold numbers, got {list(value)!r}",
+            self.error(WRONG_TYPE, key, f"{key} must hold numbers, got {list(value)!r}",
                        f"write {key.rsplit('.', 1)[-1]} = [0.9, 0.95]")
             return self.reject(key)
         if len(value) != len(args):
-            self.error("KF102", key, f"{key} must have exactly {len(args)} values, got {len(value)}",
+            self.error(WRONG_TYPE, key, f"{key} must have exactly {len(args)} values, got {len(value)}",
                        f"write {key.rsplit('.', 1)[-1]} = [0.9, 0.95]")
             return self.reject(key)
         return tuple(value)
@@ -447,11 +460,11 @@ class _Layer:
         name = key.rsplit(".", 1)[-1]
         if not isinstance(value, list):
             if _dataclass_in(element) is not None or element in (FreezeSpec, FreezeStage):
-                self.error("KF102", key, f"{key} must be an array of tables, got {_kind(value)} (the reference "
+                self.error(WRONG_TYPE, key, f"{key} must be an array of tables, got {_kind(value)} (the reference "
                            "wraps it in a list without converting it, and fails when it is used)",
                            f"write {name} = [{{ ... }}] or use [[{key}]] tables")
                 return self.reject(key)
-            self.warn("KF401", key, f"{key} is a single value; the reference wraps it into [{value!r}]",
+            self.warn(LOSSY_COERCION, key, f"{key} is a single value; the reference wraps it into [{value!r}]",
                       f"write {name} = [{value!r}]")
             return [value]
         if element is FreezeSpec:
@@ -465,34 +478,34 @@ class _Layer:
                 if isinstance(item, dict):
                     out.append(self.section(inner, item, None, f"{key}[{i}]"))
                 else:
-                    self.error("KF102", f"{key}[{i}]", f"{key}[{i}] must be a table, got {_kind(item)}",
+                    self.error(WRONG_TYPE, f"{key}[{i}]", f"{key}[{i}] must be a table, got {_kind(item)}",
                                f"use [[{key}]] tables")
                     self.reject(f"{key}[{i}]")
             return out
         if element is str:
             for i, item in enumerate(value):
                 if not isinstance(item, str):
-                    self.warn("KF102", f"{key}[{i}]", f"{key}[{i}] should be a string, got {_kind(item)}",
+                    self.warn(WRONG_TYPE, f"{key}[{i}]", f"{key}[{i}] should be a string, got {_kind(item)}",
                               "quote each entry")
         return value
 
     def _coerce_dict(self, hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
-            self.error("KF102", key, f"{key} must be a table, got {_kind(value)}",
+            self.error(WRONG_TYPE, key, f"{key} must be a table, got {_kind(value)}",
                        f"write it as [{key}] with key = value lines")
             return self.reject(key)
         _, value_type = typing.get_args(hint) or (Any, Any)
         for sub, item in value.items():
             if typing.get_origin(value_type) is list and not isinstance(item, list):
                 if isinstance(item, str):
-                    self.warn("KF406", f"{key}.{sub}",
+                    self.warn(MODULE_PATTERNS_TRAP, f"{key}.{sub}",
                               f"{key}.{sub} is a string; the reference iterates it character by character, "
                               f"so the alias matches nothing", f'write {sub} = ["{item}"]')
                 else:
-                    self.error("KF102", f"{key}.{sub}", f"{key}.{sub} must be an array of patterns, "
+                    self.error(WRONG_TYPE, f"{key}.{sub}", f"{key}.{sub} must be an array of patterns, "
                                f"got {_kind(item)}", f'write {sub} = ["pattern.*"]')
             elif value_type in (int, float) and (not isinstance(item, (int, float)) or isinstance(item, bool)):
-                self.error("KF102", f"{key}.{sub}", f"{key}.{sub} must be a number, got {_kind(item)}",
+                self.error(WRONG_TYPE, f"{key}.{sub}", f"{key}.{sub} must be a number, got {_kind(item)}",
                            f"write {sub} = <number>")
         return value
 
@@ -500,19 +513,19 @@ class _Layer:
         if isinstance(item, FreezeSpec):
             return item
         if not isinstance(item, dict):
-            self.error("KF102", key, f"{key} must be a table like {{module = \"vision_encoder\", frozen = true}}, "
+            self.error(WRONG_TYPE, key, f"{key} must be a table like {{module = \"vision_encoder\", frozen = true}}, "
                        f"got {_kind(item)} (the reference fails when the model is built)",
                        f'write {{module = "{item}", frozen = true}}' if isinstance(item, str) else
                        'write {module = "<alias or pattern>", frozen = true}')
             return item
         self._reject_unknown(FreezeSpec, item, key)
         if "module" not in item:
-            self.error("KF104", key, f"{key} has no module (FreezeSpec requires it)",
+            self.error(MISSING_REQUIRED, key, f"{key} has no module (FreezeSpec requires it)",
                        'add module = "<alias or pattern>"')
             return self.reject(key)
         module = item["module"]
         if not isinstance(module, str):
-            self.error("KF102", f"{key}.module", f"{key}.module must be a string, got {_kind(module)}",
+            self.error(WRONG_TYPE, f"{key}.module", f"{key}.module must be a string, got {_kind(module)}",
                        'write module = "<alias or pattern>"')
         frozen = True
         if "frozen" in item:
@@ -523,13 +536,13 @@ class _Layer:
         if isinstance(item, FreezeStage):
             return item
         if not isinstance(item, dict):
-            self.error("KF102", key, f"{key} must be a table with start_step and specs, got {_kind(item)}",
+            self.error(WRONG_TYPE, key, f"{key} must be a table with start_step and specs, got {_kind(item)}",
                        "use [[vlm.freeze_schedule]] tables with start_step = N and specs = [...]")
             return item
         self._reject_unknown(FreezeStage, item, key)
         missing = [n for n in ("start_step", "specs") if n not in item]
         if missing:
-            self.error("KF104", key, f"{key} is missing {' and '.join(missing)} (FreezeStage requires both)",
+            self.error(MISSING_REQUIRED, key, f"{key} is missing {' and '.join(missing)} (FreezeStage requires both)",
                        "write start_step = N and specs = [{module = \"...\", frozen = true}]")
             return self.reject(key)
         start = self._coerce_int(item["start_step"], f"{key}.start_step")
@@ -583,13 +596,6 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _close(name: str, candidates: Iterable[str]) -> str | None:
-    import difflib
-
-    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
-    return found[0] if found else None
-
-
 def _section_fields() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     hints = _type_hints(JobConfig)
@@ -607,24 +613,25 @@ def _unknown_message(cls: type, key: str, name: str) -> str:
     return f"unknown key {key}.{name} ({label} has no field {name!r})"
 
 
-def _unknown_hint(cls: type, key: str, name: str) -> str:
+def _unknown_hint(cls: type, key: str, name: str) -> tuple[str, str | None]:
+    """The fix for an unknown key, and the key it most likely meant (its value then never arrived)."""
     known = sorted(f.name for f in dataclasses.fields(cls))
     if not key:
-        close = _close(name, known)
-        return f"did you mean [{close}]?" if close else f"sections: {', '.join(known)}"
+        close = close_match(name, known)
+        return (f"did you mean [{close}]?", close) if close else (f"sections: {', '.join(known)}", None)
     if issubclass(cls, VLMConfig):
         owners = [arch for arch, names in arch_fields().items() if name in names]
         if owners:
             return (f"{name} belongs to vlm.arch = {owners[0]!r}; this file's arch is {cls().arch!r} "
-                    f"(set arch = {owners[0]!r} or remove {name})")
+                    f"(set arch = {owners[0]!r} or remove {name})", None)
     elsewhere = sorted(section for section, names in _section_fields().items()
                        if name in names and section != key)
     if elsewhere:
-        return f"{name} belongs to [{elsewhere[0]}]: move it there"
-    close = _close(name, known)
+        return f"{name} belongs to [{elsewhere[0]}]: move it there", f"{elsewhere[0]}.{name}"
+    close = close_match(name, known)
     if close:
-        return f"did you mean {key}.{close}?"
-    return f"valid keys of [{key}]: {', '.join(known)}"
+        return f"did you mean {key}.{close}?", f"{key}.{close}"
+    return f"valid keys of [{key}]: {', '.join(known)}", None
 
 
 def _explain_unrescued(result: LoadResult, overrides: Sequence[Override]) -> None:
@@ -641,7 +648,7 @@ def _explain_inherited_kv_heads(result: LoadResult) -> None:
     if result.sources.get("model.n_kv_heads") in (FILE, OVERRIDE):
         return
     for i, finding in enumerate(result.findings):
-        if finding.key == "model.n_kv_heads" and finding.is_error and "divisible" in finding.message:
+        if finding.key == "model.n_kv_heads" and finding.is_error and "model.n_heads" in finding.message:
             job = result.job
             kv = job.model.n_kv_heads if job else "?"
             heads = job.model.n_heads if job else "?"
@@ -662,7 +669,7 @@ def _relax_unused_moe_fields(result: LoadResult) -> None:
     # MoMa sizes its experts with moe_expert_ffn_multiplier even on a dense backbone.
     read_anyway = {"model.moe_expert_ffn_multiplier"} if getattr(job.vlm, "arch", None) == "moma" else set()
     for i, finding in enumerate(result.findings):
-        if (finding.code == "KF102" and finding.is_error and finding.data.get("kept")
+        if (finding.code == WRONG_TYPE.code and finding.is_error and finding.data.get("kept")
                 and (finding.key or "").startswith("model.moe_") and finding.key not in read_anyway):
             result.findings[i] = dataclasses.replace(
                 finding, severity=WARNING, stage=None,

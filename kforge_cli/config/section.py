@@ -2,8 +2,11 @@
 
 Programmatic construction behaves like the reference: an invalid section
 raises ``ValueError`` from ``__post_init__``. The loader instead builds
-sections inside ``collecting()``, where nothing raises and every rule's
-finding is gathered, so a file's problems are all reported at once.
+sections inside ``collecting()``, where nothing raises and every finding is
+gathered, so a file's problems are all reported at once.
+
+A section's checks are its fields' declared constraints (``config.fields``)
+followed by ``rules()``, the few that a declaration cannot state.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from kforge_cli.config.fields import Checker
+from kforge_cli.config.fields import Checker, field_findings
 from kforge_cli.findings import Finding
+from kforge_cli.rules.loading import WRONG_TYPE
+from kforge_cli.rules.rule import LOAD
 
 _collecting: contextvars.ContextVar[bool] = contextvars.ContextVar("kforge_collecting", default=False)
 
@@ -28,24 +33,27 @@ def collecting() -> Iterator[None]:
 
 
 class Section:
-    """Mixin: ``rules(checker)`` states the section's own rules, once."""
+    """Mixin for the section dataclasses."""
 
     SECTION = ""
 
     def normalize(self) -> None:
         """Value rewrites the reference performs while constructing (before its checks)."""
 
-    def rules(self, c: Checker) -> None:  # pragma: no cover - every section overrides
-        raise NotImplementedError
+    def rules(self, c: Checker) -> None:
+        """Checks of this section that its field declarations cannot express."""
 
-    def check(self, prefix: str | None = None, stage: str = "loader") -> list[Finding]:
-        checker = Checker(self.SECTION if prefix is None else prefix, stage=stage)
+    def check(self, prefix: str | None = None, stage: str = LOAD) -> list[Finding]:
+        prefix = self.SECTION if prefix is None else prefix
+        checker = Checker(prefix, stage=stage)
         try:
+            findings, _ = field_findings(self, prefix)
+            checker.findings.extend(findings)
             self.rules(checker)
         except TypeError as mistyped:
             # A value of a type the rule cannot compare; the loader has already
-            # reported it as KF102, so this only guards programmatic use.
-            checker.error("KF102", None, f"wrong value type: {mistyped}")
+            # reported it as a wrong type, so this only guards programmatic use.
+            checker.report(WRONG_TYPE, None, f"wrong value type: {mistyped}")
         return checker.findings
 
     def __post_init__(self) -> None:

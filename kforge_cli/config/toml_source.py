@@ -9,8 +9,6 @@ pathological nesting cannot overflow the stack.
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +19,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from kforge_cli.findings import Finding, error
+from kforge_cli.findings import Finding
+from kforge_cli.rules.loading import UNREADABLE_FILE
+from kforge_cli.rules.rule import LOAD
 
 MAX_CONFIG_BYTES = 8 * 1024 * 1024  # job configs are kilobytes; anything this big is not one
 
@@ -44,6 +44,8 @@ class TomlSource:
     text: str
     data: dict[str, Any]
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Every comment outside strings: (line, column of "#", text from "#" to the end of the line).
+    comments: list[tuple[int, int, str]] = field(default_factory=list)
 
     def position(self, key: str | None) -> tuple[int | None, int | None]:
         """Line/column of ``key``, else of its nearest written ancestor."""
@@ -63,23 +65,12 @@ def _parent_key(key: str) -> str:
 
 def read_toml(path: str) -> tuple[TomlSource | None, Finding | None]:
     """Read and parse ``path``; every way it can fail becomes one KF001 finding."""
+    from kforge_cli.safe_io import UnreadableFile, read_capped
+
     try:
-        if os.path.isdir(path):
-            return None, _unreadable(path, "is a directory, not a TOML file", "pass the .toml file inside it")
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        return None, _unreadable(path, "does not exist", "check the path")
-    except PermissionError:
-        return None, _unreadable(path, "cannot be read (permission denied)", "check the file's permissions")
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return None, _unreadable(path, "is a symlink loop", "point the link at a real file")
-        return None, _unreadable(path, f"cannot be read ({exc.strerror or exc})", None)
-    if len(raw) > MAX_CONFIG_BYTES:
-        return None, _unreadable(
-            path, f"is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB; not a job config",
-            "pass the training-job TOML file")
+        raw = read_capped(path, MAX_CONFIG_BYTES, what="job config")
+    except UnreadableFile as exc:
+        return None, _unreadable(path, exc.reason, exc.hint or "pass the training-job TOML file")
     return parse_toml_bytes(path, raw)
 
 
@@ -91,13 +82,13 @@ def parse_toml_bytes(path: str, raw: bytes) -> tuple[TomlSource | None, Finding 
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        return None, error("KF001", f"{path} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at line {line}, "
+        return None, UNREADABLE_FILE.finding(f"{path} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at line {line}, "
                            f"column {col}); TOML files must be UTF-8", None,
-                           "re-save the file as UTF-8", stage="loader").at(line, col)
+                           "re-save the file as UTF-8", stage=LOAD).at(line, col)
     if text.startswith("\ufeff"):
-        return None, error("KF001", f"{path} starts with a UTF-8 byte-order mark, which the reference's "
+        return None, UNREADABLE_FILE.finding(f"{path} starts with a UTF-8 byte-order mark, which the reference's "
                            "TOML parser rejects", None, "re-save the file as UTF-8 without BOM",
-                           stage="loader").at(1, 1)
+                           stage=LOAD).at(1, 1)
     return parse_toml_text(path, text)
 
 
@@ -117,17 +108,32 @@ def parse_toml_text(path: str, text: str) -> tuple[TomlSource | None, Finding | 
         elif "end of document" in message:
             line, col = text.count("\n") + 1, 1
         line_text = text.splitlines()[line - 1] if line and line <= len(text.splitlines()) else ""
-        return None, error("KF001", f"invalid TOML: {message}", None, _syntax_hint(message, line_text),
-                           stage="loader").at(line, col)
+        return None, UNREADABLE_FILE.finding(f"invalid TOML: {message}", None, _syntax_hint(message, line_text),
+                           stage=LOAD).at(line, col)
     except RecursionError:
-        return None, error("KF001", "invalid TOML: arrays or inline tables are nested too deeply to parse",
-                           None, "flatten the nested values", stage="loader")
+        return None, UNREADABLE_FILE.finding("invalid TOML: arrays or inline tables are nested too deeply to parse",
+                                             None, "flatten the nested values", stage=LOAD)
+    except ValueError as exc:
+        # tomllib converts decimal integers with int(), which refuses more than
+        # sys.get_int_max_str_digits() digits; the reference fails the same way.
+        long_number = re.search(r"[0-9_]{%d,}" % (sys.get_int_max_str_digits() or 4300), text)
+        where = _line_column(text, long_number.start()) if long_number else (None, None)
+        return None, UNREADABLE_FILE.finding(
+            f"invalid TOML: an integer literal is too long to convert ({str(exc).split(';')[0]})", None,
+            "write a realistic number; no config value needs thousands of digits", stage=LOAD).at(*where)
     source = TomlSource(path=path, text=text, data=data)
+    scan = _Scan(text)
     try:
-        source.positions = scan_positions(text)
+        source.positions = scan.document()
     except Exception:  # noqa: BLE001 - positions are a convenience; tomllib already accepted the text
-        source.positions = {}
+        source.positions = scan.positions
+    source.comments = scan.comments
     return source, None
+
+
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
 def _syntax_hint(message: str, line_text: str = "") -> str:
@@ -146,7 +152,7 @@ def _syntax_hint(message: str, line_text: str = "") -> str:
 
 
 def _unreadable(path: str, what: str, hint: str | None) -> Finding:
-    return error("KF001", f"{path} {what}", None, hint, stage="loader")
+    return UNREADABLE_FILE.finding(f"{path} {what}", None, hint, stage=LOAD)
 
 
 # ---------------------------------------------------------------------------
@@ -165,6 +171,7 @@ class _Scan:
         for m in re.finditer("\n", text):
             self.line_starts.append(m.end())
         self.positions: dict[str, tuple[int, int]] = {}
+        self.comments: list[tuple[int, int, str]] = []
 
     def where(self, index: int) -> tuple[int, int]:
         lo, hi = 0, len(self.line_starts) - 1
@@ -186,8 +193,11 @@ class _Scan:
             if ch in " \t" or (newlines and ch in "\r\n"):
                 self.i += 1
             elif ch == "#":
+                start = self.i
                 while self.i < n and text[self.i] != "\n":
                     self.i += 1
+                line, column = self.where(start)
+                self.comments.append((line, column, text[start:self.i].rstrip("\r")))
             else:
                 return
 
@@ -324,6 +334,10 @@ class _Scan:
                 self.i += 2 if is_array else 1
                 keys = self.read_key()
                 names = [k for k, _ in keys]
+                self.skip_blank(newlines=False)
+                while self.i < self.n and self.text[self.i] == "]":
+                    self.i += 1
+                self.skip_blank(newlines=False)  # records a trailing comment
                 self.i = self.text.find("\n", self.i)
                 if self.i < 0:
                     self.i = self.n

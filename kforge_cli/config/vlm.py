@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from kforge_cli.config.data import strictly_increasing
 from kforge_cli.config.fields import Checker, is_number, setting
 from kforge_cli.config.registry import RegistryError, registry
 from kforge_cli.config.section import Section
+from kforge_cli.findings import shown
+from kforge_cli.rules.loading import INVALID_VALUE, MISSING_REQUIRED
 
 # Every alias matches the bare attribute and everything below it, so freezing
 # by alias cannot silently miss a parameter.
@@ -56,27 +59,27 @@ def module_patterns_for(arch: str) -> dict[str, list[str]]:
 class FreezeSpec:
     """Freeze (or unfreeze) the parameters an alias or fnmatch pattern selects."""
 
-    module: str
-    frozen: bool = True
+    module: str = setting(doc="alias of vlm.module_patterns, or a raw fnmatch pattern over parameter names")
+    frozen: bool = setting(True, "true freezes the selected parameters, false makes them trainable")
 
 
 @dataclass(frozen=True)
 class FreezeStage:
     """Freeze specs applied from ``start_step`` on (a staged training recipe)."""
 
-    start_step: int
-    specs: tuple[FreezeSpec, ...]
+    start_step: int = setting(doc="optimizer step at which the stage's specs are applied", unit="steps")
+    specs: tuple[FreezeSpec, ...] = setting(doc="freeze specs of the stage, each {module, frozen}")
 
 
 def unknown_arch_message(arch: Any) -> str:
-    return (
-        f"Unknown vlm.arch: {arch!r}. Registered: {sorted(registry.list_vlm_configs())}. "
-        f"Reserved (not yet implemented): {sorted(RESERVED_ARCHS)}."
-    )
+    message = f"Unknown vlm.arch: {shown(arch)}. Registered: {sorted(registry.list_vlm_configs())}."
+    if RESERVED_ARCHS:
+        message += f" Reserved (not yet implemented): {sorted(RESERVED_ARCHS)}."
+    return message
 
 
 def reserved_arch_message(arch: Any) -> str:
-    return f"vlm.arch={arch!r} is reserved; not yet implemented. Reserved: {sorted(RESERVED_ARCHS)}."
+    return f"vlm.arch={shown(arch)} is reserved; not yet implemented. Reserved: {sorted(RESERVED_ARCHS)}."
 
 
 def resolve_arch_class(arch: Any) -> type[VLMConfig]:
@@ -103,7 +106,7 @@ class VLMConfig(Section):
     arch: str = setting("joint_decoder", "VLM architecture; selects the config subclass",
                         registry="vlm_config")
     max_text_len: int = setting(512, "fixed text padding length per sample (text tokens in the residual stream)",
-                                unit="tokens")
+                                unit="tokens", gt=0, fix="set vlm.max_text_len to the padded text length, e.g. 512")
     freeze: list[FreezeSpec] = setting(
         factory=_default_freeze,
         doc="freeze specs applied once at model build (alias or fnmatch pattern, frozen flag)")
@@ -128,25 +131,16 @@ class VLMConfig(Section):
 
     def rules(self, c: Checker) -> None:
         if isinstance(self.arch, str) and self.arch in RESERVED_ARCHS:
-            c.error("KF103", "arch", reserved_arch_message(self.arch),
-                    f"pick one of {sorted(registry.list_vlm_configs())}")
+            c.report(INVALID_VALUE, "arch", reserved_arch_message(self.arch),
+                     f"pick one of {sorted(registry.list_vlm_configs())}")
         elif ("vlm_config", self.arch) not in registry:
-            c.error("KF103", "arch", unknown_arch_message(self.arch),
-                    f"pick one of {sorted(registry.list_vlm_configs())}")
-        if is_number(self.max_text_len) and self.max_text_len <= 0:
-            c.error("KF103", "max_text_len", "vlm.max_text_len must be positive",
-                    "set vlm.max_text_len to the padded text length, e.g. 512")
+            c.report(INVALID_VALUE, "arch", unknown_arch_message(self.arch),
+                     f"pick one of {sorted(registry.list_vlm_configs())}")
         steps = [s.start_step for s in self.freeze_schedule if isinstance(s, FreezeStage)]
-        if len(steps) == len(self.freeze_schedule) and steps:
-            try:
-                ordered = steps == sorted(steps) and len(steps) == len(set(steps))
-            except TypeError:
-                ordered = True  # mistyped start_step: reported by the loader
-            if not ordered:
-                c.error("KF103", "freeze_schedule",
-                        "vlm.freeze_schedule start_steps must be strictly monotonic "
-                        f"(got {steps})",
-                        f"order the stages by start_step with no repeats: {sorted(set(steps))}")
+        if steps and len(steps) == len(self.freeze_schedule) and not strictly_increasing(steps):
+            c.report(INVALID_VALUE, "freeze_schedule",
+                     f"vlm.freeze_schedule start_steps must be strictly monotonic (got {steps})",
+                     f"order the stages by start_step with no repeats: {sorted(set(steps))}")
 
 
 @registry.register_vlm_config("joint_decoder")
@@ -169,11 +163,14 @@ class CrossAttentionConfig(VLMConfig):
     arch: str = setting("cross_attention", "VLM architecture; selects the config subclass",
                         registry="vlm_config")
     cross_attention_every_n_layers: int = setting(
-        4, "insert one cross-attention block after every N text layers")
+        4, "insert one cross-attention block after every N text layers", gt=0,
+        fix="use 4 for one cross-attention block per 4 text layers")
     cross_attention_n_heads: int = setting(
-        0, "query heads of the cross-attention blocks (0 = model.n_heads)")
+        0, "query heads of the cross-attention blocks (0 = model.n_heads)", ge=0,
+        fix="set vlm.cross_attention_n_heads = 0 to inherit from the text backbone")
     cross_attention_n_kv_heads: int = setting(
-        0, "key/value heads of the cross-attention blocks (0 = the resolved query heads)")
+        0, "key/value heads of the cross-attention blocks (0 = the resolved query heads)", ge=0,
+        fix="set vlm.cross_attention_n_kv_heads = 0 to inherit from the text backbone")
     module_patterns: dict[str, list[str]] = setting(
         factory=lambda: module_patterns_for("cross_attention"),
         doc="freeze alias -> fnmatch patterns over parameter names (replaces the defaults when set)")
@@ -188,41 +185,25 @@ class CrossAttentionConfig(VLMConfig):
         n_heads = self.cross_attention_n_heads or model_n_heads
         return n_heads, self.cross_attention_n_kv_heads or n_heads
 
-    def rules(self, c: Checker) -> None:
-        super().rules(c)
-        every = self.cross_attention_every_n_layers
-        if is_number(every) and every <= 0:
-            c.error("KF103", "cross_attention_every_n_layers",
-                    f"vlm.cross_attention_every_n_layers must be positive (got {every})",
-                    "use 4 for one cross-attention block per 4 text layers")
-        for name in ("cross_attention_n_heads", "cross_attention_n_kv_heads"):
-            value = getattr(self, name)
-            if is_number(value) and value < 0:
-                c.error("KF103", name,
-                        "vlm.cross_attention_n_heads and cross_attention_n_kv_heads must be non-negative",
-                        f"set vlm.{name} = 0 to inherit from the text backbone")
-
 
 def _check_modalities(c: Checker, name: str, modalities: Any) -> None:
     if not isinstance(modalities, (tuple, list)):
         return
     label = f"vlm.{name}"
+    got = shown(tuple(modalities))
     if len(modalities) < 2:
-        c.error("KF103", name, f"{label} must have at least 2 entries (got {tuple(modalities)!r})",
-                f'use {label} = ["image", "text"]')
+        c.report(INVALID_VALUE, name, f"{label} must have at least 2 entries (got {got})",
+                 f'use {label} = ["image", "text"]')
     if "text" not in modalities:
-        c.error("KF103", name, f"{label} must include 'text' (got {tuple(modalities)!r})",
-                f'add "text" to {label}')
+        c.report(INVALID_VALUE, name, f"{label} must include 'text' (got {got})", f'add "text" to {label}')
     if "image" not in modalities:
-        c.error("KF103", name, f"{label} must include 'image' (got {tuple(modalities)!r})",
-                f'add "image" to {label}')
+        c.report(INVALID_VALUE, name, f"{label} must include 'image' (got {got})", f'add "image" to {label}')
     try:
         duplicated = len(set(modalities)) != len(modalities)
     except TypeError:
         duplicated = False
     if duplicated:
-        c.error("KF103", name, f"{label} must not contain duplicates (got {tuple(modalities)!r})",
-                "list each modality once")
+        c.report(INVALID_VALUE, name, f"{label} must not contain duplicates (got {got})", "list each modality once")
 
 
 @registry.register_vlm_config("mot")
@@ -238,9 +219,11 @@ class MoTConfig(VLMConfig):
     mot_modalities: tuple[str, ...] = setting(
         ("image", "text"), "modalities with their own transformer weights (must include image and text)")
     mot_image_n_heads: int = setting(
-        0, "image-stream query heads (0 = model.n_heads; must equal it in this version)")
+        0, "image-stream query heads (0 = model.n_heads; must equal it in this version)", ge=0,
+        fix="set vlm.mot_image_n_heads = 0 to inherit from the text backbone")
     mot_image_n_kv_heads: int = setting(
-        0, "image-stream key/value heads (0 = model.n_kv_heads; must equal it in this version)")
+        0, "image-stream key/value heads (0 = model.n_kv_heads; must equal it in this version)", ge=0,
+        fix="set vlm.mot_image_n_kv_heads = 0 to inherit from the text backbone")
     mot_warm_start_from_text: bool = setting(
         False, "copy dense text-block weights into every modality copy at step 0")
     mot_warm_start_path: str = setting(
@@ -262,17 +245,11 @@ class MoTConfig(VLMConfig):
     def rules(self, c: Checker) -> None:
         super().rules(c)
         _check_modalities(c, "mot_modalities", self.mot_modalities)
-        for name in ("mot_image_n_heads", "mot_image_n_kv_heads"):
-            value = getattr(self, name)
-            if is_number(value) and value < 0:
-                c.error("KF103", name,
-                        "vlm.mot_image_n_heads and mot_image_n_kv_heads must be non-negative",
-                        f"set vlm.{name} = 0 to inherit from the text backbone")
         if self.mot_warm_start_from_text and not self.mot_warm_start_path:
-            c.error("KF104", "mot_warm_start_path",
-                    "vlm.mot_warm_start_from_text=True requires vlm.mot_warm_start_path to be a "
-                    "non-empty filesystem path to a torch-saved JD or text-only state dict",
-                    "set vlm.mot_warm_start_path, or vlm.mot_warm_start_from_text = false")
+            c.report(MISSING_REQUIRED, "mot_warm_start_path",
+                     "vlm.mot_warm_start_from_text=True requires vlm.mot_warm_start_path to be a "
+                     "non-empty filesystem path to a torch-saved JD or text-only state dict",
+                     "set vlm.mot_warm_start_path, or vlm.mot_warm_start_from_text = false")
 
 
 def _default_moma_experts() -> dict[str, int]:
@@ -293,7 +270,8 @@ class MoMaConfig(VLMConfig):
     moma_experts_per_modality: dict[str, int] = setting(
         factory=_default_moma_experts, doc="experts in each modality's group (a key per modality)")
     moma_capacity_factor: float = setting(
-        0.0, "tokens each expert picks, as a fraction of the modality's tokens (0 = 1 / experts)")
+        0.0, "tokens each expert picks, as a fraction of the modality's tokens (0 = 1 / experts)", ge=0,
+        fix="use 0 for the paper default (1 / experts per modality)")
     moma_gumbel_noise: bool = setting(True, "add Gumbel-sigmoid noise to expert-choice scores in training")
     module_patterns: dict[str, list[str]] = setting(
         factory=lambda: module_patterns_for("moma"),
@@ -320,26 +298,21 @@ class MoMaConfig(VLMConfig):
             except TypeError:
                 missing = extra = set()
             if missing:
-                c.error("KF104", "moma_experts_per_modality",
-                        f"vlm.moma_experts_per_modality missing entries for {sorted(missing)} "
-                        f"(got {experts!r}, need keys for all moma_modalities {tuple(modalities)!r})",
-                        "add " + ", ".join(f"{m} = 4" for m in sorted(missing))
-                        + " under vlm.moma_experts_per_modality")
+                c.report(MISSING_REQUIRED, "moma_experts_per_modality",
+                         f"vlm.moma_experts_per_modality missing entries for {sorted(missing)} "
+                         f"(got {shown(experts)}, need keys for all moma_modalities {shown(tuple(modalities))})",
+                         "add " + ", ".join(f"{m} = 4" for m in sorted(missing))
+                         + " under vlm.moma_experts_per_modality")
             if extra:
-                c.error("KF103", "moma_experts_per_modality",
-                        f"vlm.moma_experts_per_modality has unknown modality keys {sorted(extra)} "
-                        f"(allowed: {sorted(modalities)})",
-                        "remove them or add them to vlm.moma_modalities")
+                c.report(INVALID_VALUE, "moma_experts_per_modality",
+                         f"vlm.moma_experts_per_modality has unknown modality keys {sorted(extra)} "
+                         f"(allowed: {sorted(modalities)})", "remove them or add them to vlm.moma_modalities")
             for modality, count in experts.items():
                 if is_number(count) and count <= 0:
-                    c.error("KF103", f"moma_experts_per_modality.{modality}",
-                            f"vlm.moma_experts_per_modality[{modality!r}] must be positive (got {count}). "
-                            "For dense per-modality FFN use arch='mot' instead.",
-                            "use at least 1 expert, or arch = \"mot\" for a dense FFN per modality")
-        if is_number(self.moma_capacity_factor) and self.moma_capacity_factor < 0:
-            c.error("KF103", "moma_capacity_factor",
-                    f"vlm.moma_capacity_factor must be >= 0 (got {self.moma_capacity_factor})",
-                    "use 0 for the paper default (1 / experts per modality)")
+                    c.report(INVALID_VALUE, f"moma_experts_per_modality.{modality}",
+                             f"vlm.moma_experts_per_modality[{modality!r}] must be positive (got {shown(count)}). "
+                             "For dense per-modality FFN use arch='mot' instead.",
+                             "use at least 1 expert, or arch = \"mot\" for a dense FFN per modality")
 
 
 def arch_fields() -> dict[str, tuple[str, ...]]:

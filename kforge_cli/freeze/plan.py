@@ -3,8 +3,9 @@
 ``plan_freeze`` takes the parameter list of a model (names, shapes, which ones
 the model freezes itself) and the ``vlm`` section, and returns plain data: the
 DESIGN frozen set per boundary, what a fresh run and a resume really end with,
-which parameters the optimizer holds, a per-alias / per-module summary and the
-KF3xx findings. Rendering lives in ``kforge_cli.cli.freeze_render``.
+which parameters the optimizer holds, and a per-alias / per-module summary.
+The freeze rules (``kforge_cli.rules.freeze``) judge it; rendering lives in
+``kforge_cli.cli.freeze_render``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kforge_cli.findings import Finding
+from kforge_cli.freeze.describe import Context
 from kforge_cli.freeze.matching import Matcher, indices, popcount
-from kforge_cli.freeze.rules import Context, config_rules, kf301, kf302, kf306, parameter_rules
 from kforge_cli.freeze.simulate import Analysis, FreezePolicy, SpecRef, analyse
 
 __all__ = [
     "FreezeMetaMismatch", "FreezePlan", "ParamRecord", "PlanRow", "RowCell", "SpecRef", "StagePlan",
-    "StepState", "UnknownPart", "compare_freeze_metadata", "row_cells", "config_freeze_findings",
+    "StepState", "UnknownPart", "compare_freeze_metadata", "row_cells",
     "effective_freeze_error", "effective_freeze_specs", "expected_freeze_metadata", "plan_for_job",
     "plan_freeze", "records_from",
     "state_at_step",
@@ -142,14 +142,14 @@ class FreezePlan:
     arch: str | None  # None for a text-only job
     params: list[ParamRecord]
     stages: list[StagePlan]
-    findings: list[Finding]
     optimizer_param_names: list[str]
     rows: list[PlanRow]
     notes: list[str]
     max_steps: int | None
+    analysis: Analysis = field(repr=False, compare=False)
     unknown: list[UnknownPart] = field(default_factory=list)
     saved_step: int | None = None
-    _analysis: Analysis | None = field(default=None, repr=False, compare=False)
+    dyn_ckpt_covers_step0: bool = False
 
     @property
     def total_numel(self) -> int:
@@ -182,9 +182,31 @@ class FreezePlan:
     def saved_stage_index(self) -> int | None:
         return None if self.saved_step is None else self.stage_index(self.saved_step)
 
-    @property
-    def has_errors(self) -> bool:
-        return any(f.is_error for f in self.findings)
+    def context(self) -> Context:
+        """What messages need to describe sets of this plan's parameters."""
+        a = self.analysis
+        return Context([p.name for p in self.params], [p.numel for p in self.params],
+                       a.construction.state.mask, a.boundaries,
+                       {alias: a.matcher.select(alias).mask for alias in a.policy.module_patterns},
+                       [u.prefix for u in self.unknown])
+
+    def fresh_vs_plan(self) -> dict[int, int]:
+        """Per stage with start_step <= 0: the parameters a fresh run leaves unlike the plan."""
+        a = self.analysis
+        out: dict[int, int] = {}
+        for stage in a.policy.stages:
+            if stage.start_step > 0:
+                continue
+            diff = 0
+            for boundary in a.boundaries:
+                fresh = a.fresh.get(boundary)
+                if fresh is not None and boundary >= stage.start_step:
+                    diff |= fresh.state.mask ^ a.design[boundary].state.mask
+            touched = 0
+            for spec in stage.specs:
+                touched |= a.matcher.select(spec.module).mask
+            out[stage.index] = diff & touched
+        return out
 
 
 @dataclass
@@ -320,29 +342,19 @@ def plan_freeze(params: Iterable[Any], vlm: Any, max_steps: int | None, *,
             cells.append(_cell(mask, state.mask, numels, [state.unknown[prefix_index[p]] for p in reach]))
         rows.append(PlanRow(label, kind, patterns, popcount(mask), _numel(mask, numels), reach, cells, mask))
 
-    findings: list[Finding] = []
-    if vlm is not None:
-        ctx = Context(names, numels, analysis.construction.state.mask, boundaries,
-                      {a: matcher.select(a).mask for a in aliases}, [u.prefix for u in unknown])
-        findings += kf301(policy, max_steps, dyn_ckpt_covers_step0, ctx, matcher)
-        findings += kf302(policy, _fresh_vs_plan(analysis), ctx)
-        findings += kf306(policy, max_steps)
-        findings += parameter_rules(analysis, ctx)
-        findings.sort(key=lambda f: f.code)  # stable: rule order within a code
-
     build = analysis.build.state.mask
     plan = FreezePlan(
         arch=policy.arch if vlm is not None else None,
         params=records,
         stages=stages,
-        findings=findings,
         optimizer_param_names=[n for i, n in enumerate(names) if not build >> i & 1],
         rows=rows,
         notes=notes,
         max_steps=max_steps,
+        analysis=analysis,
         unknown=unknown,
         saved_step=saved_step,
-        _analysis=analysis,
+        dyn_ckpt_covers_step0=dyn_ckpt_covers_step0,
     )
     if saved_step is not None:
         plan.notes.append(_saved_note(plan, saved_step))
@@ -366,24 +378,6 @@ def plan_for_job(job: Any, params: Iterable[Any], *, unknown: Iterable[Any] = ()
     return plan_freeze(records, getattr(job, "vlm", None), max_steps, unknown_prefixes=unknown,
                        dyn_ckpt_covers_step0=bool(covers()) if callable(covers) else False,
                        saved_step=saved_step)
-
-
-def _fresh_vs_plan(a: Analysis) -> dict[int, int]:
-    """Per stage with start_step <= 0: the parameters a fresh run leaves unlike the plan."""
-    out: dict[int, int] = {}
-    for stage in a.policy.stages:
-        if stage.start_step > 0:
-            continue
-        diff = 0
-        for boundary in a.boundaries:
-            fresh = a.fresh.get(boundary)
-            if fresh is not None and boundary >= stage.start_step:
-                diff |= fresh.state.mask ^ a.design[boundary].state.mask
-        touched = 0
-        for spec in stage.specs:
-            touched |= a.matcher.select(spec.module).mask
-        out[stage.index] = diff & touched
-    return out
 
 
 def _notes(records: Sequence[ParamRecord], unknown: Sequence[UnknownPart]) -> list[str]:
@@ -416,11 +410,8 @@ def state_at_step(plan: FreezePlan, step: int) -> StepState:
     """The frozen set at ``step``: plan, fresh run (after ``step`` optimizer steps), resume."""
     index = plan.stage_index(step)
     stage = plan.stages[index]
-    a = plan._analysis
+    a = plan.analysis
     names = [p.name for p in plan.params]
-    if a is None:  # a plan built by hand: only the DESIGN view is known
-        return StepState(step, index, stage, stage.frozen, stage.fresh_run_frozen,
-                         stage.resume_frozen or stage.frozen, True, dict(stage.unknown_frozen))
     prefixes = [u.prefix for u in plan.unknown]
     reached = a.reached(step)
     fresh: list[str] | None = None
@@ -453,19 +444,7 @@ def row_cells(plan: FreezePlan, frozen: Iterable[str],
             for row in plan.rows]
 
 
-# --- config-only entry points ---------------------------------------------------------
-
-
-def config_freeze_findings(vlm: Any, max_steps: int | None, *,
-                           dyn_ckpt_covers_step0: bool = False) -> list[Finding]:
-    """KF301, KF302 and KF306: the freeze findings that need no parameter list.
-
-    ``plan_freeze`` reports the same codes with the same keys (plus parameter
-    counts), so a caller uses one or the other, not both.
-    """
-    if vlm is None:
-        return []
-    return config_rules(FreezePolicy.from_vlm(vlm), max_steps, dyn_ckpt_covers_step0)
+# --- what the trainer evaluates from the config alone ---------------------------------------
 
 
 def effective_freeze_specs(vlm: Any, step: int) -> list[SpecRef]:

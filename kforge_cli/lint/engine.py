@@ -1,17 +1,77 @@
-"""Runs every rule on a job file, in the order the reference trainer would meet them."""
+"""The engine: runs every rule on a job file in the order the trainer meets them.
+
+One engine serves every command, so validate, explain, freeze-plan and fit
+report the same findings for the same file and settings. It
+
+- loads the file (the loader reports what the reference's loader rejects),
+- runs the checks stage by stage (validation, model build, start-up, training
+  loop, checkpoint load, then the warnings), building on demand what checks
+  need: the parameter manifest, the freeze plan, the checkpoint,
+- skips a check whose input keys were already rejected (its finding would be a
+  consequence, not a cause), and folds findings about a key a typo meant into
+  the typo's finding,
+- applies ``[tool.kforge]`` settings, suppression comments and select/ignore,
+- orders what is left root causes first.
+
+An internal error while checking one file becomes that file's finding, never
+the end of the call.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kforge_cli.config.fields import Checker
-from kforge_cli.config.job import validate_rules
-from kforge_cli.config.loader import LoadResult, Override, load_job, locate
+from kforge_cli.config.loader import LoadResult, Override, load_job, load_job_text, locate
 from kforge_cli.findings import ERROR, INFO, WARNING, Finding, unique
+from kforge_cli.lint.settings import RuleSelection, SelectionLayer, Settings, SettingsFinder
+from kforge_cli.rules.rule import (
+    BUILD,
+    CHECKPOINT,
+    LOOP,
+    NEEDS_CHECKPOINT,
+    NEEDS_MANIFEST,
+    NEEDS_MEMORY,
+    NEEDS_PLAN,
+    NEEDS_WORLD_SIZE,
+    STAGES,
+    Check,
+    Subject,
+    blocked,
+    touches,
+)
 
 _SEVERITY_RANK = {ERROR: 0, WARNING: 1, INFO: 2}
+_STAGE_RANK = {stage: i for i, stage in enumerate(STAGES)}
+
+# Where the parameter list comes from: the pure-Python manifest, or the model
+# built on the meta device (torch), which freeze-plan prefers when installed.
+MANIFEST = "manifest"
+META = "meta"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to check: what the command line asked, before per-file settings are layered on."""
+
+    world_size: int | None = None
+    overrides: Sequence[Override] = ()
+    model_ckpt: str | None = None
+    model_source: str = MANIFEST
+    gpu: str | None = None
+    selection: SelectionLayer = field(default_factory=SelectionLayer)  # --select / --ignore
+    strict: bool | None = None  # --strict / --no-strict; None: the file's settings decide
+
+
+@dataclass
+class CheckpointView:
+    """A checkpoint read for this job: what was read, how it fits the model, step-0 state."""
+
+    path: str
+    manifest: Any  # checkpoint.CheckpointManifest
+    fit: Any = None  # CheckpointFit, or None when the model could not be built
+    frozen_at_step0: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -19,9 +79,13 @@ class FileReport:
     path: str
     load: LoadResult
     findings: list[Finding] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
-    # Judged strictly whatever the caller asks (a [tool.kforge] strict = true next to the file).
+    suppressed: list[Finding] = field(default_factory=list)
+    subject: Subject | None = None
+    settings: Settings = field(default_factory=Settings)
+    # Judged strictly: --strict, or strict = true in the file's settings.
     strict: bool = False
+    model_error: Any = None  # the ModelBuildError that stopped the model build, if any
+    internal_error: BaseException | None = None  # a bug in kforge hit while checking this file
 
     @property
     def errors(self) -> int:
@@ -31,72 +95,237 @@ class FileReport:
     def warnings(self) -> int:
         return sum(1 for f in self.findings if f.severity == WARNING)
 
-    def valid(self, strict: bool = False) -> bool:
-        return self.errors == 0 and (not (strict or self.strict) or self.warnings == 0)
+    @property
+    def valid(self) -> bool:
+        return self.errors == 0 and (not self.strict or self.warnings == 0)
+
+    @property
+    def plan(self) -> Any:
+        return self.subject.plan if self.subject is not None else None
+
+    @property
+    def model(self) -> Any:
+        return self.subject.manifest if self.subject is not None else None
 
 
-def check_file(path: str, *, world_size: int | None = None,
-               overrides: Sequence[str | Override] = (), deep: bool = False,
-               model_ckpt: str | None = None) -> FileReport:
-    load = load_job(path, overrides)
-    report = FileReport(path=path, load=load, findings=list(load.findings))
-    job = load.job
-    if job is None:
-        return report
-    bad = set(load.bad_keys) | {f.key for f in load.findings if f.is_error and f.key}
-    data = load.source.data if load.source else {}
+def check_files(paths: Sequence[str], options: Options = Options(), *,
+                finder: SettingsFinder | None = None) -> list[FileReport]:
+    finder = finder or SettingsFinder()
+    return [check_file(path, options, finder=finder) for path in paths]
 
-    from kforge_cli.lint.advice import advice, startup_rules
-    from kforge_cli.lint.build_rules import build_rules, first_step_rules
 
-    for stage, run in (
-        ("job validation", lambda c: validate_rules(job, c, world_size, bad)),
-        ("model build", lambda c: build_rules(job, c, bad)),
-        ("trainer startup", lambda c: startup_rules(job, c, bad)),
-        ("training loop", lambda c: first_step_rules(job, c)),
-        (None, lambda c: advice(job, data, c)),
-    ):
-        checker = Checker("", stage=stage or "")
-        run(checker)
-        report.findings.extend(checker.findings)
-
-    plan = None
-    if deep:
-        from kforge_cli.lint.deep import deep_check
-
-        known = {f.key for f in report.findings if f.is_error and f.key}
-        result = deep_check(job, model_ckpt=model_ckpt, known_error_keys=known)
-        report.extras["deep"] = result
-        report.findings.extend(result.findings)
-        plan = result.plan
-    if plan is None:
-        # Without a plan, the freeze rules that need no parameters still run.
-        checker = Checker("", stage="training loop")
-        _freeze_config_rules(job, checker, bad)
-        report.findings.extend(checker.findings)
-
-    if load.source is not None:
-        report.findings = locate(report.findings, load.source)
-    report.findings = _ordered(unique(report.findings))
+def check_file(path: str, options: Options = Options(), *, text: str | None = None,
+               finder: SettingsFinder | None = None) -> FileReport:
+    """Check one file (``text`` given: its contents, e.g. from stdin, with ``path`` naming it)."""
+    finder = finder or SettingsFinder()
+    settings = finder.for_config(path)
+    try:
+        report = _check(path, options, settings, text)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as bug:  # noqa: BLE001 - one file's bug must not take the others down
+        report = _internal_error(path, bug)
     return report
 
 
-def _freeze_config_rules(job: Any, c: Checker, bad: set[str]) -> None:
-    if job.vlm is None or any(k.startswith("vlm.freeze") for k in bad):
-        return
-    from kforge_cli.lint.freeze_rules import needs_freeze_engine, nothing_trainable_rule
+def _internal_error(path: str, bug: BaseException) -> FileReport:
+    from kforge_cli.rules.loading import INTERNAL_ERROR
 
-    nothing_trainable_rule(job, c)
-    if not needs_freeze_engine(job.vlm, job.train.max_steps):
-        return  # every spec is a known alias in a reachable stage: nothing for KF301/302/306
+    load = LoadResult(path=path, source=None, job=None)
+    finding = INTERNAL_ERROR.finding(
+        f"kforge failed while checking this file ({type(bug).__name__}: {str(bug)[:200]}); this is a bug in "
+        "kforge, not in the file", None, "rerun with --traceback and report it; the other files were checked")
+    return FileReport(path, load, [finding], internal_error=bug)
+
+
+def unreadable_report(path: str, reason: str, hint: str | None = None) -> FileReport:
+    """The report of an input that could not even be read (e.g. standard input that is not UTF-8)."""
+    from kforge_cli.rules.loading import UNREADABLE_FILE
+    from kforge_cli.rules.rule import LOAD
+
+    finding = UNREADABLE_FILE.finding(reason, None, hint or "pass a UTF-8 TOML job config", stage=LOAD)
+    return FileReport(path, LoadResult(path=path, source=None, job=None), [finding])
+
+
+def _check(path: str, options: Options, settings: Settings, text: str | None) -> FileReport:
+    load = load_job_text(text, path, options.overrides) if text is not None else load_job(path, options.overrides)
+    report = FileReport(path=path, load=load, findings=list(load.findings), settings=settings)
+    report.strict = options.strict if options.strict is not None else bool(settings.strict)
+    if settings.problem is not None:
+        from kforge_cli.rules.loading import INVALID_SETTINGS
+
+        report.findings.insert(0, INVALID_SETTINGS.finding(str(settings.problem), None, settings.problem.hint))
+    job = load.job
+    if job is not None:
+        world_size = options.world_size or settings.world_size
+        written = _merge(load.source.data if load.source else {}, load.overrides)
+        subject = Subject(job=job, data=written, world_size=world_size)
+        report.subject = subject
+        _run_stages(report, subject, options)
+    if load.source is not None:
+        report.findings = locate(report.findings, load.source)
+    _finish(report, options, settings)
+    return report
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """The tables as written: the file, then the overrides (what the user, not a default, set)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _bad_keys(report: FileReport) -> set[str]:
+    bad = set(report.load.bad_keys)
+    bad.update(f.key for f in report.findings if f.is_error and f.key)
+    return bad
+
+
+def _run_stages(report: FileReport, subject: Subject, options: Options) -> None:
+    from kforge_cli.rules import all_checks
+
+    checks = all_checks()
+    for stage in (*STAGES[1:], None):
+        if stage == LOOP:
+            _plan(report, subject)
+        elif stage == CHECKPOINT and options.model_ckpt:
+            _read_checkpoint(report, subject, options.model_ckpt)
+        bad = _bad_keys(report)
+        for check in checks:
+            if check.stage == stage and _ready(check, subject) and not blocked(check, bad):
+                report.findings.extend(check.run(subject))
+        if stage == BUILD:
+            # After the build rules, so a failure they name is not reported twice.
+            _build_model(report, subject, options)
+
+
+def _ready(check: Check, subject: Subject) -> bool:
+    needs = check.needs
+    return not ((NEEDS_WORLD_SIZE in needs and subject.world_size is None)
+                or (NEEDS_MANIFEST in needs and subject.manifest is None)
+                or (NEEDS_PLAN in needs and subject.plan is None)
+                or (NEEDS_CHECKPOINT in needs and subject.checkpoint is None)
+                or (NEEDS_MEMORY in needs and subject.memory is None))
+
+
+def build_model(job: Any, source: str = MANIFEST) -> Any:
+    """The job's parameter list: the pure-Python manifest, or the meta-device model."""
+    if source == META:
+        from kforge_cli.model import build_meta_model
+
+        return build_meta_model(job)
     try:
-        from kforge_cli.freeze.plan import config_freeze_findings
-    except ImportError:  # the freeze engine lands separately
+        from kforge_cli.manifest import build_manifest
+    except ImportError:  # TEMPORARY until the manifest package lands
+        from kforge_cli.model import build_meta_model as build_manifest
+
+    return build_manifest(job)
+
+
+def _build_model(report: FileReport, subject: Subject, options: Options) -> None:
+    from kforge_cli.model.manifest import ModelBuildError, ModelTooLarge
+    from kforge_cli.rules.advice import NOTE
+    from kforge_cli.rules.build import MODEL_BUILD_FAILS
+
+    bad = _bad_keys(report)
+    try:
+        subject.manifest = build_model(subject.job, options.model_source)
+    except ModelTooLarge as exc:
+        report.model_error = exc
+        report.findings.append(NOTE.finding(
+            f"parameter-level checks skipped, the model was not built: {exc.message}", exc.key, exc.hint))
+    except ModelBuildError as exc:
+        report.model_error = exc
+        already_reported = exc.key is not None and any(touches(exc.key, key) for key in bad)
+        if not already_reported:
+            report.findings.append(MODEL_BUILD_FAILS.finding(
+                f"building the model fails: {exc.message}", exc.key, exc.hint or "fix the field named here",
+                stage=BUILD))
+
+
+def _plan(report: FileReport, subject: Subject) -> None:
+    model = subject.manifest
+    if model is None:
         return
-    c.findings.extend(config_freeze_findings(job.vlm, job.train.max_steps,
-                                             dyn_ckpt_covers_step0=job.checkpoint.covers_step0()))
+    from kforge_cli.freeze.plan import plan_for_job
+
+    stand_ins = subject.extras.get("stand_ins", ())
+    saved_step = subject.extras.get("saved_step")
+    subject.plan = plan_for_job(subject.job, model.parameters, unknown=model.unknown, stand_ins=stand_ins,
+                                saved_step=saved_step)
 
 
-def _ordered(findings: list[Finding]) -> list[Finding]:
+def _read_checkpoint(report: FileReport, subject: Subject, path: str) -> None:
+    from kforge_cli.freeze.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
+    from kforge_cli.rules.checkpoint import unreadable_finding
+
+    try:
+        manifest = read_checkpoint(path)
+    except UnsafeCheckpointError as exc:
+        report.findings.append(unreadable_finding(path, exc.message, exc.hint, unsafe=True))
+        return
+    except CheckpointError as exc:
+        report.findings.append(unreadable_finding(path, exc.message, exc.hint, unsafe=False))
+        return
+    view = CheckpointView(manifest.requested_path, manifest)
+    model = subject.manifest
+    if model is not None:
+        from kforge_cli.freeze.ckpt_compare import compare
+
+        expected = [(p.name, tuple(p.shape)) for p in [*model.parameters, *model.buffers]]
+        view.fit = compare(expected, manifest.tensors, unknown_prefixes=[u.prefix for u in model.unknown])
+        # Re-plan with the checkpoint's stand-ins for unbuilt parts, marking the saved step.
+        subject.extras["stand_ins"] = view.fit.stand_ins
+        subject.extras["saved_step"] = manifest.step
+        _plan(report, subject)
+        plan = subject.plan
+        view.frozen_at_step0 = set(plan.stages[0].frozen) if plan is not None and plan.stages else set()
+    subject.checkpoint = view
+
+
+# -- after the checks ------------------------------------------------------------------------
+
+
+def _finish(report: FileReport, options: Options, settings: Settings) -> None:
+    from kforge_cli.lint.suppression import apply_suppressions, parse_suppressions
+    from kforge_cli.rules import all_rules
+
+    findings = _fold_consequences(unique(report.findings))
+    source = report.load.source
+    if source is not None:
+        suppressions = parse_suppressions(source.comments)
+        if suppressions:
+            applied = apply_suppressions(findings, suppressions, [r.code for r in all_rules()])
+            findings = applied.kept + applied.unused
+            report.suppressed = applied.suppressed
+    selection = RuleSelection((settings.selection, options.selection))
+    report.findings = ordered(f for f in findings if selection.enabled(f.code))
+
+
+def _fold_consequences(findings: list[Finding]) -> list[Finding]:
+    """Drop findings about a key whose real value never arrived because of a typo elsewhere."""
+    explained = [(f, key) for f in findings for key in f.data.get("explains", ())]
+    if not explained:
+        return findings
+    out = []
+    for finding in findings:
+        cause = next((root for root, key in explained
+                      if root is not finding and finding.key and touches(finding.key, key)), None)
+        if cause is None:
+            out.append(finding)
+    return out
+
+
+def ordered(findings: Iterable[Finding]) -> list[Finding]:
+    """Root causes first: errors before warnings, earlier trainer stages first, then file order."""
     return sorted(findings, key=lambda f: (_SEVERITY_RANK.get(f.severity, 3),
+                                           _STAGE_RANK.get(f.stage or "", len(_STAGE_RANK)),
                                            f.line if f.line is not None else 1 << 30, f.column or 0))
+
+
+__all__ = ["META", "MANIFEST", "CheckpointView", "FileReport", "Options", "build_model", "check_file",
+           "check_files", "ordered", "unreadable_report"]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kforge_cli.lint.catalog import RULES
+from kforge_cli.rules import all_rules
+
+RULES = all_rules()
 
 REPO = Path(__file__).resolve().parents[2]
 COMPLETIONS = REPO / "completions"

@@ -119,7 +119,7 @@ def test_strict_from_settings_and_no_strict_overrides_it(kforge, repo):
     put(repo / "pyproject.toml", '[tool.kforge]\nstrict = true\nignore = ["KF101"]\n')
     config = put(repo / "a.toml", ERROR_AND_WARNING)
     run = kforge("validate", config, expect=1)
-    assert "invalid: 1 warning (--strict)" in " ".join(run.stdout.split())
+    assert "invalid: 1 warning (strict)" in " ".join(run.stdout.split())
     assert kforge("validate", "-f", "json", config, expect=1).json()["files"][0]["valid"] is False
     assert kforge("validate", "--no-strict", config, expect=0)
 
@@ -159,13 +159,15 @@ def test_unreadable_file_cannot_be_ignored(kforge, repo):
     ('select = ["KF99"]', "'KF99' is not a rule code"),
     ("strict = 1", "[tool.kforge].strict must be true or false"),
 ])
-def test_invalid_settings_table_is_a_usage_error(kforge, repo, table, expected):
+def test_invalid_settings_table_is_an_error_of_every_file_it_governs(kforge, repo, table, expected):
     put(repo / "pyproject.toml", f"[tool.kforge]\n{table}\n")
     config = put(repo / "a.toml", ERROR_AND_WARNING)
-    run = kforge("validate", config, expect=2)
-    assert run.stdout == ""
-    assert expected in " ".join(run.stderr.split())
-    assert "pyproject.toml" in run.stderr
+    other = put(repo / "b.toml", "")
+    doc = kforge("validate", "-f", "json", config, other, expect=1).json()
+    for file in doc["files"]:
+        [problem] = [f for f in file["findings"] if f["code"] == "KF003"]
+        assert expected in problem["message"] and "pyproject.toml" in problem["message"]
+        assert not file["valid"]
 
 
 def test_invalid_selector_on_the_command_line_is_a_usage_error(kforge, repo):

@@ -38,9 +38,10 @@ def make_missing(folder: Path) -> Path:
     return folder / "missing.toml"
 
 
-def make_directory(folder: Path) -> Path:
-    (folder / "configs.toml").mkdir()
-    return folder / "configs.toml"
+def make_fifo(folder: Path) -> Path:
+    # A named pipe never gets a writer: reading it would block forever.
+    os.mkfifo(folder / "pipe.toml")
+    return folder / "pipe.toml"
 
 
 def make_binary(folder: Path) -> Path:
@@ -102,7 +103,7 @@ def make_unreadable(folder: Path) -> Path:
     return path
 
 
-BAD_INPUTS = [make_missing, make_directory, make_binary, make_not_utf8, make_syntax_error, make_huge,
+BAD_INPUTS = [make_missing, make_fifo, make_binary, make_not_utf8, make_syntax_error, make_huge,
               make_deep_arrays, make_deep_inline_tables, make_deep_headers, make_symlink_loop,
               pytest.param(make_unreadable, marks=pytest.mark.skipif(
                   os.name != "posix" or os.geteuid() == 0, reason="root reads chmod 000 files"))]

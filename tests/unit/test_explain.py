@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kforge_cli.lint.engine import Options
 from kforge_cli.explain import explain_file
 
 REFERENCE_CASES = Path(__file__).resolve().parents[1] / "cases" / "reference"
@@ -128,7 +129,7 @@ def test_hf_encoder_budget_is_unknown_until_built(shared_fixtures):
 def test_cross_attention_budget_is_known_even_for_an_hf_encoder(tmp_path):
     path = vlm_job(tmp_path, '[vision_encoder]\ntype = "siglip2"\npath = "google/siglip2-base-patch16-224"\n'
                              '[vlm]\narch = "cross_attention"\nmax_text_len = 300\n', max_seq_len=400, seq_len=300)
-    budget = explain_file(path, build_model=False).token_budget
+    budget = explain_file(path).token_budget
     assert budget.encoder_tokens is None and "HF encoder" in budget.unknown_reason
     assert (budget.residual_image_tokens, budget.required, budget.model_slack, budget.train_slack) == (
         0, 300, 100, 0)
@@ -138,7 +139,7 @@ def test_unpoolable_grid_leaves_the_budget_unknown(tmp_path):
     path = vlm_job(tmp_path, '[vision_encoder]\ntype = "random"\nfeature_dim = 32\n'
                              '[adapter]\ntype = "attentional_pool"\npool_window = 3\npool_heads = 8\n'
                              '[vlm]\nmax_text_len = 100\n')  # 16 default tokens: a 4x4 grid, not divisible by 3
-    explanation = explain_file(path, build_model=False)
+    explanation = explain_file(path)
     assert explanation.token_budget.required is None
     assert "cannot pool 16 tokens" in explanation.token_budget.unknown_reason
 
@@ -175,12 +176,12 @@ def test_cross_attention_block_positions(tmp_path, n_layers, every, after):
 def test_cross_attention_heads_resolve_against_the_backbone(tmp_path):
     path = vlm_job(tmp_path, '[vision_encoder]\ntype = "random"\nfeature_dim = 32\nnum_tokens = 16\n'
                              '[vlm]\narch = "cross_attention"\ncross_attention_n_kv_heads = 2\n')
-    layout = explain_file(path, build_model=False).arch.cross_attention
+    layout = explain_file(path).arch.cross_attention
     assert (layout.n_heads, layout.n_kv_heads, layout.head_dim) == (4, 2, 16)
 
 
 def test_7b_cross_attention_arch(shared_fixtures):
-    arch = explain_file(fixture(shared_fixtures, "r_vlm_7b_cross_attn"), build_model=False).arch
+    arch = explain_file(fixture(shared_fixtures, "r_vlm_7b_cross_attn")).arch
     assert arch.arch == "cross_attention" and arch.residual_stream == "text"
     assert arch.cross_attention.to_json() == {"every_n_layers": 4, "blocks": 8,
                                               "after_layers": [3, 7, 11, 15, 19, 23, 27, 31],
@@ -189,7 +190,7 @@ def test_7b_cross_attention_arch(shared_fixtures):
 
 
 def test_mot_modalities_and_image_heads(shared_fixtures):
-    arch = explain_file(fixture(shared_fixtures, "p_mot_base"), build_model=False).arch
+    arch = explain_file(fixture(shared_fixtures, "p_mot_base")).arch
     assert (arch.modalities, arch.image_heads, arch.residual_stream) == (["image", "text"], (4, 4), "image+text")
     assert arch.module_aliases["mot"] == ["transformer.layers", "transformer.layers.*"]
 
@@ -197,19 +198,19 @@ def test_mot_modalities_and_image_heads(shared_fixtures):
 def test_moma_experts_and_effective_capacity(tmp_path):
     path = vlm_job(tmp_path, '[vision_encoder]\ntype = "random"\nfeature_dim = 32\nnum_tokens = 16\n'
                              '[vlm]\narch = "moma"\nmoma_experts_per_modality = {image = 2, text = 8}\n')
-    arch = explain_file(path, build_model=False).arch
+    arch = explain_file(path).arch
     assert arch.moma_experts == {"image": 2, "text": 8}
     assert arch.moma_capacity == {"image": 0.5, "text": 0.125}
     path = vlm_job(tmp_path, '[vision_encoder]\ntype = "random"\nfeature_dim = 32\nnum_tokens = 16\n'
                              '[vlm]\narch = "moma"\nmoma_capacity_factor = 0.3\n')
-    assert explain_file(path, build_model=False).arch.moma_capacity == {"image": 0.3, "text": 0.3}
+    assert explain_file(path).arch.moma_capacity == {"image": 0.3, "text": 0.3}
 
 
 def test_custom_module_patterns_report_dropped_aliases(tmp_path):
     path = vlm_job(tmp_path, '[vision_encoder]\ntype = "random"\nfeature_dim = 32\nnum_tokens = 16\n'
                              '[vlm]\narch = "cross_attention"\nfreeze = []\n'
                              '[vlm.module_patterns]\nblocks = ["transformer.layers.*"]\n')
-    arch = explain_file(path, build_model=False).arch
+    arch = explain_file(path).arch
     assert arch.module_aliases == {"blocks": ["transformer.layers.*"]}
     assert arch.dropped_aliases == ["transformer", "vision_encoder", "adapter", "cross_attention"]
 
@@ -294,7 +295,7 @@ def test_resolved_equals_the_reference_for_every_loadable_fixture(shared_fixture
     for resolved_path in sorted((shared_fixtures / "configs").glob("*.resolved.json")):
         reference = json.loads(resolved_path.read_text())
         toml = str(resolved_path).replace(".resolved.json", ".toml")
-        explanation = explain_file(toml, build_model=False)
+        explanation = explain_file(toml)
         if "error" in reference:
             assert explanation.resolved is None and not explanation.accepted, toml
         else:
@@ -306,7 +307,7 @@ def test_resolved_equals_the_reference_for_every_loadable_fixture(shared_fixture
 @pytest.mark.parametrize("case", sorted(REFERENCE_CASES.glob("ref_*.toml")), ids=lambda p: p.stem)
 def test_resolved_equals_the_reference_recorded_cases(case):
     expected = json.loads(case.with_suffix(".expected.json").read_text())
-    explanation = explain_file(str(case), build_model=False)
+    explanation = explain_file(str(case))
     if expected["load"] == "ok":
         assert json.loads(json.dumps(explanation.resolved)) == expected["resolved"]
     else:
@@ -314,7 +315,8 @@ def test_resolved_equals_the_reference_recorded_cases(case):
 
 
 def test_sources_cover_every_field_and_name_their_origin(shared_fixtures):
-    explanation = explain_file(fixture(shared_fixtures, "p_cross_attention_base"), ["train.max_steps=99"])
+    explanation = explain_file(fixture(shared_fixtures, "p_cross_attention_base"),
+                               Options(overrides=("train.max_steps=99",)))
     resolved, sources = explanation.resolved, explanation.sources
     assert set(sources) == {f"{s}.{k}" for s, v in resolved.items() if isinstance(v, dict) for k in v}
     assert set(sources.values()) == {"file", "default", "override"}
@@ -326,8 +328,7 @@ def test_sources_cover_every_field_and_name_their_origin(shared_fixtures):
 
 
 def test_section_rows_show_what_the_file_sets(shared_fixtures):
-    sections = {s.name: s for s in explain_file(fixture(shared_fixtures, "p_cross_attention_base"),
-                                                build_model=False).sections}
+    sections = {s.name: s for s in explain_file(fixture(shared_fixtures, "p_cross_attention_base")).sections}
     assert [r.name for r in sections["model"].set_rows] == [
         "dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "max_seq_len"]
     assert sections["adapter"].set_rows == [] and len(sections["adapter"].rows) == 5
@@ -337,7 +338,7 @@ def test_section_rows_show_what_the_file_sets(shared_fixtures):
 
 def test_inherited_kv_heads_row_is_shown_as_a_default_that_differs(tmp_path):
     path = write(tmp_path, "[model]\ndim = 256\nn_heads = 32\n")
-    rows = {r.name: r for s in explain_file(path, build_model=False).sections if s.name == "model"
+    rows = {r.name: r for s in explain_file(path).sections if s.name == "model"
             for r in s.rows}
     assert (rows["n_kv_heads"].value, rows["n_kv_heads"].source, rows["n_kv_heads"].is_set) == (32, "default", True)
 

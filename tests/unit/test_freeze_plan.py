@@ -17,7 +17,6 @@ from kforge_cli.freeze.plan import (
     plan_for_job,
     UnknownPart,
     compare_freeze_metadata,
-    config_freeze_findings,
     effective_freeze_error,
     expected_freeze_metadata,
     plan_freeze,
@@ -25,6 +24,8 @@ from kforge_cli.freeze.plan import (
     state_at_step,
 )
 from kforge_cli.freeze.units import human_count
+from kforge_cli.rules.freeze import config_findings as config_freeze_findings
+from kforge_cli.rules.freeze import plan_findings
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "configs"
 
@@ -72,11 +73,11 @@ def ca_model(n_layers: int = 2, n_ca: int = 1) -> list[ParamRecord]:
 
 
 def codes(plan: Any) -> list[str]:
-    return [f.code for f in plan.findings]
+    return [f.code for f in plan_findings(plan)]
 
 
 def by_code(plan: Any, code: str) -> list[Any]:
-    return [f for f in plan.findings if f.code == code]
+    return [f for f in plan_findings(plan) if f.code == code]
 
 
 # --- fixtures recorded from the reference ----------------------------------------------
@@ -115,7 +116,7 @@ def test_fixture_plan_matches_reference(case: str) -> None:
             assert code in codes(plan)
     # Verdict parity for the freeze part: an error finding here means the
     # reference rejects the job in its training loop.
-    if any(f.is_error for f in plan.findings):
+    if any(f.is_error for f in plan_findings(plan)):
         assert expected["verdict"] == "error"
 
 
@@ -188,7 +189,7 @@ def test_malformed_entries_are_skipped_but_keys_keep_their_config_index() -> Non
     plan = plan_freeze(ca_model(), vlm, 10)
     assert plan.stages[0].frozen == ["adapter.proj.weight", "adapter.proj.bias"]
     assert [s.start_step for s in plan.stages] == [0, 4]
-    keys = {f.key for f in plan.findings}
+    keys = {f.key for f in plan_findings(plan)}
     assert "vlm.freeze[2].module" in keys  # KF301 on the raw pattern
     assert "vlm.freeze_schedule[1].specs[0].module" in keys
 
@@ -200,7 +201,7 @@ def test_text_only_job_gets_one_stage_and_a_note() -> None:
     assert plan.arch is None
     assert len(plan.stages) == 1 and plan.stages[0].frozen == []
     assert plan.stages[0].trainable_numel == 800 + 64 + 8 + 800
-    assert plan.findings == []
+    assert plan_findings(plan) == []
     assert "text-only" in plan.notes[0]
     assert [r.label for r in plan.rows] == ["token_embedding", "layers", "norm", "output_head"]
 
@@ -320,7 +321,7 @@ def test_config_freeze_findings_match_the_plan_for_config_codes() -> None:
         ("KF301", "vlm.freeze[0].module"), ("KF302", "vlm.freeze_schedule[0].start_step"),
         ("KF306", "vlm.freeze_schedule[1].start_step")]
     assert sorted((f.code, f.key) for f in config) == sorted(
-        (f.code, f.key) for f in plan.findings if f.code in wanted)
+        (f.code, f.key) for f in plan_findings(plan) if f.code in wanted)
     assert config_freeze_findings(None, 40) == []
 
 

@@ -13,6 +13,7 @@ from kforge_cli.config.vlm import FreezeSpec, FreezeStage, resolve_arch_class
 from kforge_cli.freeze.matching import Matcher, covers_subtree, may_touch_subtree
 from kforge_cli.freeze.plan import ParamRecord, plan_freeze
 from kforge_cli.freeze.units import human_count
+from kforge_cli.rules.freeze import plan_findings
 
 NAME_POOL = [
     "vision_encoder.patch.weight", "vision_encoder.blocks.0.attn.weight", "adapter.proj1.weight",
@@ -164,7 +165,7 @@ def test_repeating_the_last_stage_changes_nothing(job: dict[str, Any]) -> None:
                 "max_steps": max(job["max_steps"], last_start + 2)}
     plan = plan_freeze(to_params(extended), to_vlm(extended), extended["max_steps"])
     assert plan.stages[-1].frozen == plan.stages[-2].frozen
-    assert any(f.code == "KF308" and f.data["start_step"] == last_start + 1 for f in plan.findings)
+    assert any(f.code == "KF308" and f.data["start_step"] == last_start + 1 for f in plan_findings(plan))
 
 
 @SETTINGS
@@ -178,7 +179,7 @@ def test_a_stage_restating_the_current_state_changes_nothing(job: dict[str, Any]
     extended = {**job, "stages": [*job["stages"], (start, restate)], "max_steps": max(job["max_steps"], start)}
     plan2 = plan_freeze(to_params(extended), to_vlm(extended), extended["max_steps"])
     assert plan2.stages[-1].frozen == previous.frozen
-    assert any(f.code == "KF308" and f.data["start_step"] == start for f in plan2.findings)
+    assert any(f.code == "KF308" and f.data["start_step"] == start for f in plan_findings(plan2))
 
 
 @SETTINGS
@@ -186,7 +187,7 @@ def test_a_stage_restating_the_current_state_changes_nothing(job: dict[str, Any]
 def test_resume_equals_plan_when_no_two_aliases_overlap(job: dict[str, Any]) -> None:
     plan = plan_freeze(to_params(job), to_vlm(job), job["max_steps"])
     assert plan.resume_differs_at == []
-    assert not any(f.code == "KF303" for f in plan.findings)
+    assert not any(f.code == "KF303" for f in plan_findings(plan))
 
 
 @SETTINGS
@@ -196,7 +197,7 @@ def test_fresh_run_differs_only_through_stages_at_or_below_zero(job: dict[str, A
     if not any(s <= 0 for s, _ in job["stages"]):
         assert plan.fresh_run_differs_at == []
     if plan.fresh_run_differs_at:
-        assert any(f.code == "KF302" for f in plan.findings)
+        assert any(f.code == "KF302" for f in plan_findings(plan))
 
 
 @SETTINGS
@@ -214,7 +215,7 @@ def test_numel_totals_add_up_and_rows_cover_every_parameter(job: dict[str, Any])
 @given(jobs())
 def test_only_raw_modules_reached_by_the_run_are_kf301_errors(job: dict[str, Any]) -> None:
     plan = plan_freeze(to_params(job), to_vlm(job), job["max_steps"])
-    flagged = {f.data["module"] for f in plan.findings if f.code == "KF301"}
+    flagged = {f.data["module"] for f in plan_findings(plan) if f.code == "KF301"}
     assert all(m not in job["patterns"] for m in flagged)
     if job["max_steps"] >= 1:
         assert {m for m, _ in job["base"] if m not in job["patterns"]} <= flagged

@@ -22,10 +22,17 @@ from kforge_cli.cli.freeze_render import (
 )
 from kforge_cli.config.section import collecting
 from kforge_cli.config.vlm import FreezeSpec, FreezeStage, resolve_arch_class
-from kforge_cli.findings import error
+from kforge_cli.rules.checkpoint import CHECKPOINT_FREEZE_MISMATCH
 from kforge_cli.freeze.plan import ParamRecord, UnknownPart, plan_freeze
+from kforge_cli.rules.freeze import plan_findings
+from kforge_cli.rules.loading import UNREADABLE_FILE
 
 GOLDEN = Path(__file__).parent / "golden"
+
+
+def planned(path: str, plan: Any) -> PlanReport:
+    """A report of a plan on its own: the freeze rules' findings are the file's findings."""
+    return PlanReport(path, plan, plan_findings(plan))
 WIDTH = 100
 
 
@@ -50,26 +57,26 @@ def ca_params() -> list[ParamRecord]:
 def overlap_report() -> PlanReport:
     vlm = make_vlm("cross_attention", [("transformer", True)],
                    [(10, [("cross_attention", False)]), (20, [("transformer", True)])])
-    return PlanReport("configs/overlap.toml", plan_freeze(ca_params(), vlm, 40, saved_step=15))
+    return planned("configs/overlap.toml", plan_freeze(ca_params(), vlm, 40, saved_step=15))
 
 
 def stage_zero_report() -> PlanReport:
     vlm = make_vlm("joint_decoder", [("vision_encoder", True)],
                    [(0, [("adapter", True)]), (5, [("adapter", False)])])
-    return PlanReport("configs/stage_zero.toml", plan_freeze(ca_params()[:4], vlm, 40))
+    return planned("configs/stage_zero.toml", plan_freeze(ca_params()[:4], vlm, 40))
 
 
 def text_only_report() -> PlanReport:
     params = [ParamRecord("token_embedding.weight", (50257, 4096)),
               *[ParamRecord(f"layers.{i}.attention.q_proj.weight", (4096, 4096)) for i in range(4)],
               ParamRecord("norm.weight", (4096,)), ParamRecord("output_head.weight", (50257, 4096))]
-    return PlanReport("configs/text.toml", plan_freeze(params, None, 1000))
+    return planned("configs/text.toml", plan_freeze(params, None, 1000))
 
 
 def hf_encoder_report() -> PlanReport:
     vlm = make_vlm("joint_decoder", [("vision_encoder", True)], [(100, [("vision_encoder", False)])])
     unknown = [UnknownPart("vision_encoder", "siglip2 needs transformers and a local model copy")]
-    return PlanReport("configs/siglip.toml", plan_freeze(ca_params()[:6], vlm, 500, unknown_prefixes=unknown))
+    return planned("configs/siglip.toml", plan_freeze(ca_params()[:6], vlm, 500, unknown_prefixes=unknown))
 
 
 def _check_golden(name: str, text: str) -> None:
@@ -96,8 +103,8 @@ def test_golden_text(name: str, build: Any, options: dict[str, Any]) -> None:
 
 def test_golden_several_files_including_one_that_failed() -> None:
     failed = PlanReport("configs/broken.toml", None,
-                        [error("KF001", "Expected '=' after a key (line 3, column 5)", None, "fix the TOML syntax",
-                               "loader")])
+                        [UNREADABLE_FILE.finding("Expected '=' after a key (line 3, column 5)", None,
+                                                 "fix the TOML syntax", stage="loader")])
     _check_golden("freeze_plan_two_files.txt", render_text([failed, stage_zero_report()], width=WIDTH))
 
 
@@ -116,7 +123,7 @@ def test_plan_table_shows_step_ranges_markers_and_totals() -> None:
 
 def test_plan_json_has_the_design_keys_and_values() -> None:
     report = overlap_report()
-    doc = plan_to_json(report.plan, report.path)
+    doc = plan_to_json(report.plan, report.path, findings=report.findings)
     for key in ("path", "arch", "total_params", "parameters", "stages", "findings"):
         assert key in doc
     assert doc["arch"] == "cross_attention"
@@ -143,7 +150,7 @@ def test_plan_json_has_the_design_keys_and_values() -> None:
 
 
 def test_plans_document_wraps_plans_and_failed_files() -> None:
-    failed = PlanReport("bad.toml", None, [error("KF001", "not TOML", None, None, "loader")])
+    failed = PlanReport("bad.toml", None, [UNREADABLE_FILE.finding("not TOML", stage="loader")])
     doc = plans_document([failed, stage_zero_report()], step=3)
     assert doc["version"] == 1 and [p["path"] for p in doc["plans"]] == ["bad.toml", "configs/stage_zero.toml"]
     assert doc["plans"][0] == {"path": "bad.toml", "arch": None, "total_params": 0, "parameters": [],
@@ -153,9 +160,10 @@ def test_plans_document_wraps_plans_and_failed_files() -> None:
     assert at["frozen"] == at["resume_frozen"] == ["adapter.proj1.weight", "adapter.proj1.bias"]
 
 
-def test_extra_findings_come_first_in_json() -> None:
+def test_the_reports_findings_are_the_plans_findings_in_json() -> None:
     report = stage_zero_report()
-    report.findings.append(error("KF504", "freeze metadata mismatch", "checkpoint", None, "checkpoint load"))
+    report.findings.insert(0, CHECKPOINT_FREEZE_MISMATCH.finding("freeze metadata mismatch", "checkpoint",
+                                                             stage="checkpoint load"))
     codes = [f["code"] for f in plans_document([report])["plans"][0]["findings"]]
     assert codes[0] == "KF504" and "KF302" in codes
     assert report.has_errors

@@ -73,7 +73,7 @@ def test_unset_kv_heads_keeps_the_default_models_32():
     result = load("[model]\ndim = 256\nn_heads = 4\n")
     finding = only(result, "KF103")
     assert finding.key == "model.n_kv_heads"
-    assert "model.n_heads (4) must be divisible by model.n_kv_heads (32)" in finding.message
+    assert "model.n_kv_heads must be a divisor of model.n_heads (4) (got 32)" in finding.message
     assert "not set in the file" in finding.message
     assert "model.n_kv_heads = 4" in finding.hint
     assert (finding.line, finding.column) == (1, 1)  # points at [model]

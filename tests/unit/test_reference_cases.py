@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kforge_cli.config.fields import Checker
-from kforge_cli.config.job import validate_rules
 from kforge_cli.config.loader import load_job
 from kforge_cli.config.resolved import resolved_dict
+from kforge_cli.lint.engine import Options, check_file
+from kforge_cli.rules.rule import VALIDATE
 
 CASES = sorted((Path(__file__).parent.parent / "cases" / "reference").glob("*.toml"))
 
@@ -44,9 +44,8 @@ def test_matches_reference(case: Path) -> None:
         return
     assert not load_errors, f"reference accepted; kforge: {[(f.code, f.key, f.message) for f in load_errors]}"
     _same(expected["resolved"], resolved_dict(result.job))
-    checker = Checker("", stage="job validation")
-    validate_rules(result.job, checker, expected["world_size"], result.bad_keys)
-    validate_errors = [f for f in checker.findings if f.is_error]
+    report = check_file(str(case), Options(world_size=expected["world_size"]))
+    validate_errors = [f for f in report.findings if f.is_error and f.stage == VALIDATE]
     if expected["validate"] == "error":
         assert validate_errors, f"reference's validate raised ({expected['validate_error']}); kforge passed"
     else:

@@ -2,54 +2,59 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Optional
 
 import typer
 
+from kforge_cli.cli.options import (
+    EXIT_STATUS,
+    format_option,
+    ignore_option,
+    overrides_option,
+    paths_argument,
+    select_option,
+    stdin_filename_option,
+    world_size_option,
+)
 
-class ExplainFormat(str, Enum):
-    text = "text"
-    json = "json"
+FORMATS = ("text", "json")
+
+HELP = ("Show the resolved config and where each value came from, what the arch implies, the token budget and "
+        "the parameter counts.\n\n"
+        "Each file is checked exactly as `kforge validate` checks it and its findings are listed under the "
+        "explanation. `kforge explain --field KEY` documents one config key (no file needed); with files it also "
+        "shows the key's value in each.")
 
 
 def explain(
-    files: Optional[list[str]] = typer.Argument(None, metavar="[FILE]...", help="Job TOML files to explain."),
-    output_format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", case_sensitive=False,
-                                                help="Output format."),
+    paths: Optional[list[str]] = paths_argument(required=False),
+    output_format: str = format_option(FORMATS),
     field_key: Optional[str] = typer.Option(None, "--field", metavar="KEY",
                                             help="Document one config key or section (e.g. vlm.freeze, "
-                                            "model.n_kv_heads, vlm); with FILEs, also show its value there."),
-    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                        help="Override a field as the trainer's --KEY=VALUE does "
-                                        "(value parsed as a Python literal)."),
+                                            "model.n_kv_heads, vlm)."),
+    world_size: Optional[int] = world_size_option(),
+    overrides: list[str] = overrides_option(),
+    select: list[str] = select_option(),
+    ignore: list[str] = ignore_option(),
+    stdin_filename: Optional[str] = stdin_filename_option(),
     show_all: bool = typer.Option(False, "--all", "-a",
-                                  help="List every field of every section, defaults included "
-                                  "(JSON always has everything)."),
+                                  help="List every field of every section, defaults included (JSON always has "
+                                  "everything)."),
 ) -> None:
-    """Show the resolved config, what its arch implies, its token budget and parameter counts.
-
-    Each FILE is checked like `kforge validate` and its findings are listed under
-    the explanation. Exit 1 when a file has an error or cannot be read.
-    """
-    from kforge_cli.cli.exitcodes import ExitCode
-    from kforge_cli.cli.output import fail
-    from kforge_cli.cli.options import parse_overrides
-
-    files = list(files or [])
-    if not files and not field_key:
-        fail("nothing to explain: give one or more FILEs, or --field KEY", "e.g. kforge explain job.toml, "
-             "or kforge explain --field vlm.freeze")
-        raise typer.Exit(ExitCode.USAGE)
-    parsed = parse_overrides(overrides)
-    as_json = output_format is ExplainFormat.json
     from kforge_cli.cli import explain_render
+    from kforge_cli.cli.options import check_format, engine_options, gather_inputs, usage_error
 
+    chosen = check_format(output_format, FORMATS)
+    paths = list(paths or [])
+    if not paths and not field_key:
+        usage_error("nothing to explain: give one or more PATHs, or --field KEY",
+                    "e.g. kforge explain job.toml, or kforge explain --field vlm.freeze")
+    options = engine_options(world_size=world_size, overrides=overrides, select=select, ignore=ignore)
+    inputs = gather_inputs(paths, stdin_filename) if paths else []
     if field_key:
-        raise typer.Exit(explain_render.explain_field(field_key, files, parsed, as_json))
-    if not explain_render.run_explain(files, parsed, as_json, show_all):
-        raise typer.Exit(ExitCode.FINDINGS)
+        raise typer.Exit(explain_render.explain_field(field_key, inputs, options, chosen == "json"))
+    raise typer.Exit(explain_render.run_explain(inputs, options, chosen == "json", show_all))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("explain")(explain)
+    app.command("explain", help=HELP, epilog=EXIT_STATUS)(explain)

@@ -1,72 +1,80 @@
-"""`kforge freeze-plan`: which parameters each freeze stage freezes, and the traps in the schedule."""
+"""`kforge freeze-plan`: which parameters each freeze stage trains, and the traps in the schedule."""
 
 from __future__ import annotations
 
-from enum import Enum
+import sys
 from typing import Optional
 
 import typer
 
+from kforge_cli.cli.options import (
+    EXIT_STATUS,
+    format_option,
+    ignore_option,
+    overrides_option,
+    paths_argument,
+    select_option,
+    stdin_filename_option,
+    world_size_option,
+)
 
-class PlanFormat(str, Enum):
-    text = "text"
-    json = "json"
-    svg = "svg"
+FORMATS = ("text", "json", "svg")
+
+HELP = ("Show what each freeze stage trains: every alias and module by stage, the traps in the schedule "
+        "(findings), and with --model-ckpt how the config fits a checkpoint.\n\n"
+        "With torch installed the model is built on the meta device; without it, from kforge's parameter "
+        "manifest (the same names and shapes).")
 
 
 def freeze_plan(
-    files: list[str] = typer.Argument(..., metavar="FILE...", help="Job TOML files to plan."),
+    paths: list[str] = paths_argument(),
     model_ckpt: Optional[str] = typer.Option(
-        None, "--model-ckpt", metavar="CKPT",
+        None, "--model-ckpt", metavar="PATH",
         help="Checkpoint to check the config against (run dir, step_N dir, .pt, .safetensors, HF dir)."),
-    step: Optional[int] = typer.Option(None, "--step", help="Show the state at this training step."),
+    step: Optional[int] = typer.Option(None, "--step", metavar="N", help="Show the state at this training step."),
     params: bool = typer.Option(False, "--params", help="List every parameter with its state per stage."),
-    output_format: PlanFormat = typer.Option(PlanFormat.text, "--format", "-f", case_sensitive=False,
-                                             help="Output format."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the output to this file."),
-    world_size: Optional[int] = typer.Option(None, "--world-size", "-w", min=1,
-                                             help="GPUs the job runs on (parallelism checks)."),
-    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a field."),
+    output_format: str = format_option(FORMATS),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the output to PATH."),
+    world_size: Optional[int] = world_size_option(),
+    overrides: list[str] = overrides_option(),
+    select: list[str] = select_option(),
+    ignore: list[str] = ignore_option(),
+    stdin_filename: Optional[str] = stdin_filename_option(),
 ) -> None:
-    """Build the model on the meta device and show what each freeze stage trains."""
-    from kforge_cli.cli.exitcodes import ExitCode
-    from kforge_cli.cli.freeze_render import PlanReport, plans_document, plans_svg, print_reports
+    from kforge_cli.cli.freeze_render import PlanReport, plans_document, plans_svg, print_reports, render_text
+    from kforge_cli.cli.options import check_format, engine_options, exit_status, gather_inputs, run_engine
     from kforge_cli.cli.output import stdout_console
-    from kforge_cli.cli.options import parse_overrides
-    from kforge_cli.lint.engine import check_file
+    from kforge_cli.lint.engine import MANIFEST, META
 
-    parsed = parse_overrides(overrides)
+    chosen = check_format(output_format, FORMATS)
+    options = engine_options(world_size=world_size, overrides=overrides, select=select, ignore=ignore,
+                             model_ckpt=model_ckpt, model_source=META if torch_available() else MANIFEST)
+    reports = run_engine(gather_inputs(paths, stdin_filename), options)
+    plans = [PlanReport(r.path, r.plan, r.findings) for r in reports]
 
-    reports = []
-    for path in files:
-        report = check_file(path, world_size=world_size, overrides=parsed, deep=True, model_ckpt=model_ckpt)
-        deep = report.extras.get("deep")
-        plan = deep.plan if deep is not None else None
-        reports.append(PlanReport(path, plan, report.findings, add_plan_findings=False))
-
-    if output_format is PlanFormat.json:
+    if chosen == "json":
         import json
 
-        text = json.dumps(plans_document(reports, step=step), indent=2) + "\n"
-    elif output_format is PlanFormat.svg:
-        text = plans_svg(reports, params=params, step=step)
+        text: str | None = json.dumps(plans_document(plans, step=step), indent=2) + "\n"
+    elif chosen == "svg":
+        text = plans_svg(plans, params=params, step=step)
+    elif output:
+        text = render_text(plans, params=params, step=step)
     else:
         text = None
-    if text is None:
+        print_reports(stdout_console(), plans, params=params, step=step)
+    if text is not None:
         if output:
-            from kforge_cli.cli.freeze_render import render_text
-
-            _write(output, render_text(reports, params=params, step=step))
+            _write(output, text)
         else:
-            print_reports(stdout_console(), reports, params=params, step=step)
-    elif output:
-        _write(output, text)
-    else:
-        import sys
+            sys.stdout.write(text)
+    raise typer.Exit(exit_status(reports))
 
-        sys.stdout.write(text)
-    if any(r.has_errors for r in reports):
-        raise typer.Exit(ExitCode.FINDINGS)
+
+def torch_available() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("torch") is not None
 
 
 def _write(path: str, text: str) -> None:
@@ -82,4 +90,4 @@ def _write(path: str, text: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("freeze-plan")(freeze_plan)
+    app.command("freeze-plan", help=HELP, epilog=EXIT_STATUS, no_args_is_help=True)(freeze_plan)

@@ -2,97 +2,74 @@
 
 from __future__ import annotations
 
-from enum import Enum
+import sys
 from typing import Optional
 
 import typer
 
+from kforge_cli.cli.options import (
+    EXIT_STATUS,
+    format_option,
+    gpu_option,
+    ignore_option,
+    overrides_option,
+    paths_argument,
+    select_option,
+    stdin_filename_option,
+    strict_option,
+    world_size_option,
+)
 
-# Typer renders help as Rich markup, hence the escaped brackets.
-HELP = ("Report every error the KempnerForge trainer would hit, with file, line, key and fix.\n\n"
-        "Settings come from the \\[tool.kforge] table (select, ignore, strict, world-size) of the nearest "
-        "pyproject.toml above each FILE, up to the repository root; command-line options override them.")
+FORMATS = ("text", "concise", "json", "github", "sarif")
 
-
-class ValidateFormat(str, Enum):
-    text = "text"
-    json = "json"
-    github = "github"
-    sarif = "sarif"
+HELP = ("Report every error the KempnerForge trainer would hit, with file, line, key and fix, and the warnings "
+        "worth reading.\n\n"
+        "Every rule runs, the parameter-level freeze rules included (no torch needed). Settings come from the "
+        "\\[tool.kforge] table of the nearest pyproject.toml above each file, up to the repository root; "
+        "command-line options override them. A trailing `# kforge: ignore[CODES]` comment suppresses a line's "
+        "findings.")
 
 
 def validate(
-    files: list[str] = typer.Argument(..., metavar="FILE...", help="Job TOML files to check."),
-    world_size: Optional[int] = typer.Option(
-        None, "--world-size", "-w", min=1,
-        help="GPUs the job runs on; enables the parallelism arithmetic. Without it, every other rule runs."),
-    deep: bool = typer.Option(False, "--deep", help="Also build the model on the meta device and check "
-                              "parameter-level freeze rules (imports torch)."),
-    model_ckpt: Optional[str] = typer.Option(None, "--model-ckpt", help="With --deep: check the config "
-                                             "against this checkpoint."),
-    strict: Optional[bool] = typer.Option(
-        None, "--strict/--no-strict", show_default=False,
-        help="Warnings fail the check too. Default: strict in \\[tool.kforge], else off."),
-    select: list[str] = typer.Option(
-        [], "--select", metavar="CODES",
-        help="Report only these rule codes or prefixes (comma-separated or repeated, e.g. KF3,KF401); "
-        "replaces select in \\[tool.kforge]."),
-    ignore: list[str] = typer.Option(
-        [], "--ignore", metavar="CODES",
-        help="Drop these rule codes or prefixes (comma-separated or repeated, e.g. KF4,KF305), on top of "
-        "\\[tool.kforge]. Ignored findings are left out of the output AND the verdict: an ignored error no "
-        "longer fails the file. KF001 (unreadable file) cannot be ignored."),
-    output_format: ValidateFormat = typer.Option(ValidateFormat.text, "--format", "-f", case_sensitive=False,
-                                                 help="Output format."),
-    overrides: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
-                                        help="Override a field as the trainer's --KEY=VALUE does "
-                                        "(value parsed as a Python literal)."),
+    paths: list[str] = paths_argument(),
+    world_size: Optional[int] = world_size_option(),
+    gpu: Optional[str] = gpu_option(),
+    model_ckpt: Optional[str] = typer.Option(
+        None, "--model-ckpt", metavar="PATH",
+        help="Also check the config against this checkpoint (run dir, step_N dir, .pt, .safetensors, HF dir)."),
+    strict: Optional[bool] = strict_option(),
+    output_format: str = format_option(FORMATS),
+    overrides: list[str] = overrides_option(),
+    select: list[str] = select_option(),
+    ignore: list[str] = ignore_option(),
+    stdin_filename: Optional[str] = stdin_filename_option(),
+    show_suppressed: bool = typer.Option(False, "--show-suppressed",
+                                         help="Also list the findings that suppression comments hide."),
+    deep: bool = typer.Option(False, "--deep", hidden=True,
+                              help="Accepted for compatibility: every rule now runs by default."),
 ) -> None:
-    """Report every error the KempnerForge trainer would hit, with file, line, key and fix."""
-    from kforge_cli.cli.exitcodes import ExitCode
-    from kforge_cli.cli.output import fail, print_json, stdout_console
-    from kforge_cli.cli.reporters import render_github, render_text, validate_document
-    from kforge_cli.cli.options import parse_overrides
-    from kforge_cli.lint.engine import check_file
-    from kforge_cli.settings import RuleSelection, SettingsError, SettingsFinder, cli_layer
+    from kforge_cli.cli.options import check_format, engine_options, exit_status, gather_inputs, run_engine
+    from kforge_cli.cli.output import print_json, stdout_console
+    from kforge_cli.cli.reporters import render_concise, render_github, render_text, validate_document
 
-    if model_ckpt and not deep:
-        fail("--model-ckpt needs --deep (the checkpoint is compared with the built model)")
-        raise typer.Exit(ExitCode.USAGE)
-    parsed = parse_overrides(overrides)
-
-    try:
-        command_line = cli_layer(select, ignore)
-        finder = SettingsFinder()
-        settings = [finder.for_config(path) for path in files]
-    except SettingsError as exc:
-        fail(str(exc), exc.hint)
-        raise typer.Exit(ExitCode.USAGE) from None
-
-    reports = []
-    for path, found in zip(files, settings):
-        report = check_file(path, world_size=world_size or found.world_size, overrides=parsed, deep=deep,
-                            model_ckpt=model_ckpt)
-        selection = RuleSelection((found.selection, command_line))
-        report.findings = [f for f in report.findings if selection.enabled(f.code)]
-        report.strict = strict is None and bool(found.strict)
-        reports.append(report)
-    strict_flag = bool(strict)
-    if output_format is ValidateFormat.json:
-        print_json(validate_document(reports, strict_flag))
-    elif output_format is ValidateFormat.github:
-        import sys
-
+    chosen = check_format(output_format, FORMATS)
+    options = engine_options(world_size=world_size, overrides=overrides, select=select, ignore=ignore,
+                             strict=strict, gpu=gpu, model_ckpt=model_ckpt)
+    reports = run_engine(gather_inputs(paths, stdin_filename), options)
+    if chosen == "json":
+        print_json(validate_document(reports, show_suppressed=show_suppressed))
+    elif chosen == "concise":
+        sys.stdout.write(render_concise(reports, show_suppressed=show_suppressed))
+    elif chosen == "github":
         sys.stdout.write(render_github(reports))
-    elif output_format is ValidateFormat.sarif:
+    elif chosen == "sarif":
         from kforge_cli.cli.sarif import sarif_document
 
         print_json(sarif_document(reports))
     else:
-        render_text(stdout_console(), reports, strict_flag)
-    if not all(r.valid(strict_flag) for r in reports):
-        raise typer.Exit(ExitCode.FINDINGS)
+        render_text(stdout_console(), reports, show_suppressed=show_suppressed)
+    raise typer.Exit(exit_status(reports))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("validate", help=HELP)(validate)
+    app.command("validate", help=HELP, epilog=EXIT_STATUS, no_args_is_help=True)(validate)

@@ -10,15 +10,18 @@ it is skipped). The walk ends after the repository root (a directory holding
     ignore = ["KF4", "KF305"]   # ... and those to drop
     strict = true               # warnings fail the check too
     world-size = 32             # as --world-size
+    gpu = "H200"                # as --gpu (memory rules)
 
 Selection is layered: the file's table, then the command line's ``--select`` /
 ``--ignore``. A layer with ``select`` starts from nothing; one without it keeps
 what the previous layer enabled. Within a layer the most specific matching
 prefix decides, and ``ignore`` wins a tie; so ``--select KF401`` re-enables one
 rule that the file ignores as part of ``KF4``. KF001 (a file that cannot be read)
-is always reported: an unreadable input must fail the check.
+and the other rules marked not suppressible are always reported: an unreadable
+input must fail the check.
 
-Pure Python: no typer, rich or torch.
+Pure Python: no typer, rich or torch. The engine applies these settings, so
+every command sees the same findings for the same file.
 """
 
 from __future__ import annotations
@@ -29,15 +32,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kforge_cli.findings import shown
+
 PYPROJECT = "pyproject.toml"
 VCS_MARKERS = (".git", ".hg", ".svn")
-ALWAYS_REPORTED = frozenset({"KF001"})
-SETTING_KEYS = ("select", "ignore", "strict", "world-size")
+SETTING_KEYS = ("select", "ignore", "strict", "world-size", "gpu")
+# pyproject.toml files are small; the cap keeps a symlink to /dev/zero or a huge file harmless.
+MAX_PYPROJECT_BYTES = 8 * 1024 * 1024
 _SELECTOR = re.compile(r"KF\d{0,3}")
 
 
 class SettingsError(ValueError):
-    """An invalid ``[tool.kforge]`` table or rule selector (a usage error)."""
+    """An invalid ``[tool.kforge]`` table, an unreadable pyproject.toml, or a bad rule selector."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -57,12 +63,20 @@ class SelectionLayer:
         return selected > ignored
 
 
+def selectable(code: str) -> bool:
+    """False for rules that no selection or suppression may hide (an unreadable input must fail)."""
+    from kforge_cli.rules import find_rule
+
+    rule = find_rule(code)
+    return rule is None or rule.suppressible
+
+
 @dataclass(frozen=True)
 class RuleSelection:
     layers: tuple[SelectionLayer, ...] = ()
 
     def enabled(self, code: str) -> bool:
-        if code in ALWAYS_REPORTED:
+        if not selectable(code):
             return True
         enabled = True
         for layer in self.layers:
@@ -76,6 +90,9 @@ class Settings:
     selection: SelectionLayer = field(default_factory=SelectionLayer)
     strict: bool | None = None
     world_size: int | None = None
+    gpu: str | None = None
+    # Set when the pyproject.toml holding them is unreadable or invalid: reported on every file it governs.
+    problem: SettingsError | None = None
 
 
 def parse_selectors(values: Iterable[str], origin: str) -> tuple[str, ...]:
@@ -83,9 +100,9 @@ def parse_selectors(values: Iterable[str], origin: str) -> tuple[str, ...]:
     values = list(values)
     if not values:
         return ()
-    from kforge_cli.lint.catalog import RULES
+    from kforge_cli.rules import all_rules
 
-    codes = [rule.code for rule in RULES]
+    codes = [rule.code for rule in all_rules()]
     out: list[str] = []
     for value in values:
         for part in value.split(","):
@@ -93,7 +110,7 @@ def parse_selectors(values: Iterable[str], origin: str) -> tuple[str, ...]:
             if not selector:
                 continue
             if not _SELECTOR.fullmatch(selector) or not any(c.startswith(selector) for c in codes):
-                raise SettingsError(f"{origin}: {part.strip()!r} is not a rule code or a prefix of one",
+                raise SettingsError(f"{origin}: {shown(part.strip())} is not a rule code or a prefix of one",
                                     "use codes like KF301 or prefixes like KF4; `kforge rules` lists them")
             if selector not in out:
                 out.append(selector)
@@ -115,28 +132,31 @@ def settings_from_table(table: Any, origin: str) -> Settings:
         if key not in SETTING_KEYS:
             import difflib
 
-            close = difflib.get_close_matches(key.replace("_", "-"), SETTING_KEYS, n=1)
+            close = difflib.get_close_matches(str(key).replace("_", "-"), SETTING_KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(SETTING_KEYS)}"
-            raise SettingsError(f"{where} has an unknown key {key!r}", hint)
+            raise SettingsError(f"{where} has an unknown key {shown(key)}", hint)
     selectors = {}
     for key in ("select", "ignore"):
         value = table.get(key)
         if value is None:
             continue
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise SettingsError(f"{where}.{key} must be a list of rule codes, not {value!r}",
+            raise SettingsError(f"{where}.{key} must be a list of rule codes, not {shown(value)}",
                                 f'write {key} = ["KF4", "KF301"]')
         selectors[key] = parse_selectors(value, f"{where}.{key}")
     strict = table.get("strict")
     if strict is not None and not isinstance(strict, bool):
-        raise SettingsError(f"{where}.strict must be true or false, not {strict!r}", "write strict = true")
+        raise SettingsError(f"{where}.strict must be true or false, not {shown(strict)}", "write strict = true")
     world_size = table.get("world-size")
     if world_size is not None and (not isinstance(world_size, int) or isinstance(world_size, bool)
                                    or world_size < 1):
-        raise SettingsError(f"{where}.world-size must be a positive integer, not {world_size!r}",
+        raise SettingsError(f"{where}.world-size must be a positive integer, not {shown(world_size)}",
                             "write the number of GPUs, e.g. world-size = 8")
+    gpu = table.get("gpu")
+    if gpu is not None and not isinstance(gpu, str):
+        raise SettingsError(f"{where}.gpu must be a GPU name, not {shown(gpu)}", 'write e.g. gpu = "H200"')
     layer = SelectionLayer(select=selectors.get("select"), ignore=selectors.get("ignore", ()))
-    return Settings(path=origin, selection=layer, strict=strict, world_size=world_size)
+    return Settings(path=origin, selection=layer, strict=strict, world_size=world_size, gpu=gpu)
 
 
 class SettingsFinder:
@@ -168,23 +188,37 @@ class SettingsFinder:
 
 
 def _read_pyproject(path: str) -> Settings | None:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError:  # absent (the usual case), a directory, unreadable: not a settings file
+    """The settings in ``path``; None when it does not exist or has no [tool.kforge] table.
+
+    A pyproject.toml that exists but cannot be used (not a regular file, too
+    large, not UTF-8 or TOML, an invalid table) yields Settings carrying the
+    problem, so every file it governs reports it instead of being checked
+    with settings silently dropped.
+    """
+    from kforge_cli.config.toml_source import parse_toml_bytes
+    from kforge_cli.safe_io import UnreadableFile, read_capped
+
+    if not os.path.lexists(path):
         return None
+    try:
+        raw = read_capped(path, MAX_PYPROJECT_BYTES, what="pyproject.toml")
+    except UnreadableFile as exc:
+        if not os.path.exists(path) and not os.path.islink(path):
+            return None
+        return Settings(path=path, problem=SettingsError(
+            f"{exc}, so its [tool.kforge] settings cannot be read", exc.hint or "fix or remove the file"))
     if b"kforge" not in raw:  # cheap skip for the many pyproject.toml files that never mention us
         return None
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path} is not valid TOML, so its [tool.kforge] settings cannot be read: {exc}",
-                            "fix the file's syntax") from None
-    tool = data.get("tool")
+    source, failure = parse_toml_bytes(path, raw)
+    if failure is not None:
+        return Settings(path=path, problem=SettingsError(
+            f"{path} cannot be parsed, so its [tool.kforge] settings cannot be read: {failure.message}",
+            failure.hint))
+    assert source is not None
+    tool = source.data.get("tool")
     if not isinstance(tool, dict) or "kforge" not in tool:
         return None
-    return settings_from_table(tool["kforge"], path)
+    try:
+        return settings_from_table(tool["kforge"], path)
+    except SettingsError as exc:
+        return Settings(path=path, problem=exc)

@@ -1,122 +1,113 @@
-"""The KF3xx freeze findings.
+"""The freeze rules (KF301-KF308): what the trainer's freeze machinery does with the schedule.
 
-KF301, KF302 and KF306 need only the config (``config_rules``); the others
-compare replays over the parameter list (``parameter_rules``). Every message
-names the stage, the alias and the parameters affected; every hint states a
-fix that works in the reference trainer.
+KF301, KF302 and KF306 need only the config; the others compare replays of the
+freeze plan over the model's parameter list (``kforge_cli.freeze``), which the
+manifest gives without torch. Every message names the stage, the alias and the
+parameters affected; every hint states a fix that works in the reference trainer.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kforge_cli.config.vlm import module_patterns_for
-from kforge_cli.findings import Finding, error, warning
-from kforge_cli.freeze.matching import Matcher, alias_patterns, indices, popcount
+from kforge_cli.config.vlm import VLMConfig, module_patterns_for
+from kforge_cli.findings import Finding
+from kforge_cli.freeze.describe import (
+    Context,
+    alias_name_for,
+    first_raising_step,
+    patterns_text,
+    specs_text,
+    stage_label,
+    suggest_module,
+    toml_list,
+    writer_text,
+)
+from kforge_cli.freeze.matching import Matcher, alias_patterns, popcount
 from kforge_cli.freeze.simulate import CONSTRUCTION, Analysis, FreezePolicy, SpecRef, StageRef, Trace
 from kforge_cli.freeze.units import human_count, plural
+from kforge_cli.rules.rule import ERROR, LOOP, NEEDS_PLAN, STARTUP, WARNING, Rule, Subject
 
-TRAINING_LOOP = "training loop"
-TRAINER_STARTUP = "trainer startup"
-_EXAMPLES = 3
+FREEZE_UNKNOWN_ALIAS = Rule(
+    "KF301", "freeze-unknown-alias", ERROR,
+    "A freeze spec's module is not an alias of vlm.module_patterns; the training loop's effective_freeze raises "
+    "at the first step boundary that reaches it.", 'freeze = [{module = "transformer.layers.0.*"}]')
+STAGE_AT_OR_BEFORE_ZERO = Rule(
+    "KF302", "stage-at-or-before-zero", WARNING,
+    "A freeze stage with start_step <= 0: a fresh run never fires it, a resumed run applies it.",
+    "freeze_schedule = [{start_step = 0, specs = [...]}]")
+RESUME_DIVERGES = Rule(
+    "KF303", "resume-diverges", WARNING,
+    "Resuming at some step yields a different trainable set than the uninterrupted run.",
+    "overlapping aliases transformer and cross_attention in successive stages")
+UNFROZEN_NEVER_UPDATED = Rule(
+    "KF304", "unfrozen-never-updated", WARNING,
+    "A parameter frozen at build time is unfrozen by a later stage: the optimizer was built without it, so it "
+    "gets gradients but is never updated.", "freeze transformer at build, unfreeze cross_attention at step 10")
+FREEZE_MATCHES_NOTHING = Rule(
+    "KF305", "freeze-matches-nothing", WARNING,
+    "A freeze spec or alias the user wrote matches no parameter.", 'module = "vision_encoder" with the random encoder')
+STAGE_NEVER_REACHED = Rule(
+    "KF306", "stage-never-reached", WARNING,
+    "A freeze stage starts after train.max_steps.", "start_step = 500 with max_steps = 100")
+NOTHING_TRAINABLE = Rule(
+    "KF307", "nothing-trainable", ERROR,
+    "No parameter is trainable at some step: the first backward fails.",
+    'freeze = [{module = "transformer"}, {module = "adapter"}]')
+STAGE_CHANGES_NOTHING = Rule(
+    "KF308", "stage-changes-nothing", WARNING,
+    "A freeze stage leaves the frozen set unchanged.", "freezing an already frozen alias")
+
+# What every freeze check reads: a rejected one of these makes its findings a consequence, not a cause.
+FREEZE_READS = ("vlm.arch", "vlm.freeze", "vlm.freeze_schedule", "vlm.module_patterns", "train.max_steps",
+                "checkpoint.dyn_ckpt_window")
 
 
 @dataclass
-class Context:
-    """What the rules need to describe parameters: names, sizes, step ranges."""
+class FreezeInputs:
+    """The freeze policy and its context, from the plan when there is one, else from the config."""
 
-    names: Sequence[str]
-    numels: Sequence[int]
-    construction_frozen: int
-    boundaries: Sequence[int]
-    alias_masks: dict[str, int]
-    unknown_prefixes: Sequence[str]
-
-    def numel(self, mask: int) -> int:
-        return sum(self.numels[i] for i in indices(mask))
-
-    def size(self, mask: int) -> str:
-        return f"{plural(popcount(mask), 'parameter')} ({human_count(self.numel(mask))} elements)"
-
-    def examples(self, mask: int) -> str:
-        picked = indices(mask)
-        shown = ", ".join(self.names[i] for i in picked[:_EXAMPLES])
-        return shown + (", \u2026" if len(picked) > _EXAMPLES else "")
-
-    def describe(self, mask: int) -> str:
-        """'the 9 parameters of alias 'x' (37.1K elements)', or a count with examples."""
-        whole = [alias for alias, m in self.alias_masks.items() if m == mask]
-        n, numel = popcount(mask), human_count(self.numel(mask))
-        if whole:
-            count = "the one parameter" if n == 1 else f"the {n} parameters"
-            return f"{count} of alias {whole[0]!r} ({numel} elements)"
-        return f"{plural(n, 'parameter')} ({numel} elements, e.g. {self.examples(mask)})"
-
-    def data(self, mask: int) -> dict[str, Any]:
-        return {"count": popcount(mask), "numel": self.numel(mask),
-                "params": [self.names[i] for i in indices(mask)]}
-
-    def step_range(self, start: int) -> str:
-        later = [b for b in self.boundaries if b > start]
-        return f"{start}+" if not later else f"{start}\u2013{later[0] - 1}"
+    policy: FreezePolicy
+    max_steps: int | None
+    dyn_ckpt_covers_step0: bool
+    analysis: Analysis | None = None
+    ctx: Context | None = None
+    matcher: Matcher | None = None
+    # Base specs the user wrote (a default vlm.freeze is nobody's mistake).
+    written_base: bool = True
+    fresh_vs_plan: dict[int, int] = field(default_factory=dict)
 
 
-def stage_label(start_step: int | None, ctx: Context | None = None) -> str:
-    """'build-time freeze', 'stage 10\u201319' (its step range) or 'stage at step 10'."""
-    if start_step is None:
-        return "build-time freeze"
-    if ctx is not None:
-        return f"stage {ctx.step_range(start_step)}"
-    return f"stage at step {start_step}"
-
-
-def _patterns_text(policy: FreezePolicy, module: str) -> str:
-    if policy.is_alias(module):
-        patterns = alias_patterns(policy.module_patterns[module])
-        return f"alias {module!r} = {list(patterns)}"
-    return f"raw pattern {module!r}"
-
-
-# --- config-only rules ----------------------------------------------------------------
-
-
-def first_raising_step(spec: SpecRef, max_steps: int | None, dyn_ckpt_covers_step0: bool) -> int | None:
-    """The first step at which ``effective_freeze(step, ..., valid_modules)`` meets ``spec``.
-
-    The loop evaluates it after every optimizer step (steps 1..max_steps) for
-    the checkpoint metadata, and at step 0 when a dyn_ckpt_window covers it.
-    Base specs and stages with ``start_step <= step`` are included.
-    """
-    start = spec.start_step if spec.start_step is not None else 0
-    if dyn_ckpt_covers_step0 and start <= 0:
-        return 0
-    first = max(start, 1)
-    if max_steps is not None and first > max_steps:
+def freeze_inputs(s: Subject) -> FreezeInputs | None:
+    plan = s.plan
+    if plan is not None:
+        if plan.arch is None:
+            return None
+        analysis = plan.analysis
+        return FreezeInputs(analysis.policy, plan.max_steps, plan.dyn_ckpt_covers_step0, analysis, plan.context(),
+                            analysis.matcher, written_base=_base_written(s), fresh_vs_plan=plan.fresh_vs_plan())
+    job = s.job
+    vlm = getattr(job, "vlm", None)
+    if not isinstance(vlm, VLMConfig):
         return None
-    return first
+    max_steps = job.train.max_steps if isinstance(job.train.max_steps, int) else None
+    return FreezeInputs(FreezePolicy.from_vlm(vlm), max_steps, job.checkpoint.covers_step0(),
+                        written_base=_base_written(s))
 
 
-def _alias_name_for(pattern: str, taken: Sequence[str]) -> str:
-    words = [w for w in re.split(r"[^A-Za-z0-9]+", pattern) if w]
-    name = "_".join(words) or "custom"
-    if name[0].isdigit():
-        name = "m_" + name
-    candidate, n = name, 2
-    while candidate in taken:
-        candidate, n = f"{name}_{n}", n + 1
-    return candidate
+def _base_written(s: Subject) -> bool:
+    """Whether vlm.freeze comes from the file or an override (True when unknown, e.g. a plan alone)."""
+    if s.job is None:
+        return True
+    table = s.data.get("vlm") if isinstance(s.data, Mapping) else None
+    return isinstance(table, Mapping) and "freeze" in table
 
 
-def _toml_list(items: Sequence[str]) -> str:
-    return "[" + ", ".join(json.dumps(p) for p in items) + "]"
-
-
-def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bool,
+def unknown_alias_findings(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bool,
           ctx: Context | None = None, matcher: Matcher | None = None) -> list[Finding]:
     out = []
     aliases = list(policy.module_patterns)
@@ -140,23 +131,23 @@ def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bo
         if step == 0:
             when = ("at trainer startup: checkpoint.dyn_ckpt_window covers step 0, so the "
                     "step-0 checkpoint records its freeze metadata before the first step")
-            lifecycle = TRAINER_STARTUP
+            lifecycle = STARTUP
         else:
             when = (f"at step {step}, when the training loop records the checkpoint freeze "
                     "metadata after the optimizer step")
-            lifecycle = TRAINING_LOOP
+            lifecycle = LOOP
         resume = " A resumed run fails at startup instead." if spec.is_base else ""
         message = (
             f"{spec.key}.module = {spec.module!r} ({stage_label(spec.start_step, ctx)}) is not an "
             f"alias of vlm.module_patterns (aliases: {', '.join(sorted(aliases)) or 'none'}). "
             f"{applied[0].upper() + applied[1:]}, but effective_freeze(step, ..., valid_modules) "
             f"raises ValueError {when}.{resume}")
-        alias = _alias_name_for(spec.module, aliases)
-        relist = ", ".join(f"{name} = {_toml_list(alias_patterns(p))}"
+        alias = alias_name_for(spec.module, aliases)
+        relist = ", ".join(f"{name} = {toml_list(alias_patterns(p))}"
                            for name, p in policy.module_patterns.items())
         hint = (
             f"define an alias and refer to it: under [vlm.module_patterns] add "
-            f"{alias} = {_toml_list([spec.module])} and set module = {json.dumps(alias)}. "
+            f"{alias} = {toml_list([spec.module])} and set module = {json.dumps(alias)}. "
             "Setting [vlm.module_patterns] REPLACES the default aliases, so re-list the ones "
             f"you still use" + (f": {relist}" if relist else ""))
         typo = None if any(ch in spec.module for ch in "*?[") else difflib.get_close_matches(
@@ -166,15 +157,11 @@ def kf301(policy: FreezePolicy, max_steps: int | None, dyn_ckpt_covers_step0: bo
         data: dict[str, Any] = {"module": spec.module, "start_step": spec.start_step, "step": step}
         if ctx is not None and selection is not None:
             data.update(ctx.data(selection.mask))
-        out.append(error("KF301", message, f"{spec.key}.module", hint, lifecycle, **data))
+        out.append(FREEZE_UNKNOWN_ALIAS.finding(message, f"{spec.key}.module", hint, stage=lifecycle, **data))
     return out
 
 
-def _specs_text(stage: StageRef) -> str:
-    return ", ".join(spec.label() for spec in stage.specs) or "no specs"
-
-
-def kf302(policy: FreezePolicy, fresh_vs_plan: dict[int, int] | None = None,
+def stage_zero_findings(policy: FreezePolicy, fresh_vs_plan: dict[int, int] | None = None,
           ctx: Context | None = None) -> list[Finding]:
     out = []
     for stage in policy.stages:
@@ -189,7 +176,7 @@ def kf302(policy: FreezePolicy, fresh_vs_plan: dict[int, int] | None = None,
                           "different state than the plan shows.")
                 data.update(ctx.data(diff))
         message = (
-            f"{stage.key} has start_step = {stage.start_step} ({_specs_text(stage)}). The training "
+            f"{stage.key} has start_step = {stage.start_step} ({specs_text(stage)}). The training "
             "loop fires a stage only when the step counter, incremented after each optimizer "
             "step, equals start_step (1..train.max_steps), so a fresh run never applies it; a run "
             f"resumed from any checkpoint does (effective_freeze includes every stage with "
@@ -197,11 +184,11 @@ def kf302(policy: FreezePolicy, fresh_vs_plan: dict[int, int] | None = None,
         hint = ("set start_step = 1 to apply them right after the first optimizer step; moving them into "
                 "vlm.freeze instead applies them at build time, but then no later stage can unfreeze them "
                 "(the optimizer is built without frozen parameters)")
-        out.append(warning("KF302", message, f"{stage.key}.start_step", hint, **data))
+        out.append(STAGE_AT_OR_BEFORE_ZERO.finding(message, f"{stage.key}.start_step", hint, **data))
     return out
 
 
-def kf306(policy: FreezePolicy, max_steps: int | None) -> list[Finding]:
+def unreached_stage_findings(policy: FreezePolicy, max_steps: int | None) -> list[Finding]:
     if max_steps is None:
         return []
     out = []
@@ -212,33 +199,15 @@ def kf306(policy: FreezePolicy, max_steps: int | None) -> list[Finding]:
         latent = (f" (Were it reached, effective_freeze would raise on the non-alias module(s) "
                   f"{', '.join(map(repr, raw))}.)") if raw else ""
         message = (f"{stage.key} starts at step {stage.start_step} but train.max_steps = "
-                   f"{max_steps}: the stage ({_specs_text(stage)}) is never reached.{latent}")
+                   f"{max_steps}: the stage ({specs_text(stage)}) is never reached.{latent}")
         hint = (f"lower start_step to at most {max_steps}, raise train.max_steps, "
                 "or delete the stage")
-        out.append(warning("KF306", message, f"{stage.key}.start_step", hint,
+        out.append(STAGE_NEVER_REACHED.finding(message, f"{stage.key}.start_step", hint,
                            start_step=stage.start_step, max_steps=max_steps))
     return out
 
 
-def config_rules(policy: FreezePolicy, max_steps: int | None,
-                 dyn_ckpt_covers_step0: bool) -> list[Finding]:
-    return [*kf301(policy, max_steps, dyn_ckpt_covers_step0), *kf302(policy), *kf306(policy, max_steps)]
-
-
-# --- parameter rules ------------------------------------------------------------------
-
-
-def _writer_text(writer: SpecRef | str | None, ctx: Context, *, with_stage: bool = True) -> str:
-    if writer is None:
-        return "nothing (its default state)"
-    if writer == CONSTRUCTION:
-        return "the model itself at construction (the parameter is unused in the forward pass)"
-    assert isinstance(writer, SpecRef)
-    text = f"{writer.key} {writer.label()}"
-    return f"{text} ({stage_label(writer.start_step, ctx)})" if with_stage else text
-
-
-def kf303(a: Analysis, ctx: Context) -> list[Finding]:
+def resume_divergence_findings(a: Analysis, ctx: Context) -> list[Finding]:
     out = []
     for boundary in a.boundaries:
         resumed = a.resume.get(boundary)
@@ -280,8 +249,8 @@ def kf303(a: Analysis, ctx: Context) -> list[Finding]:
             (plan_writer, resume_writer), _ = max(groups.items(), key=lambda kv: popcount(kv[1]))
             if isinstance(plan_writer, SpecRef):
                 key = f"{plan_writer.key}.module"
-                message += (f" The plan's last write, {_writer_text(plan_writer, ctx)}, is overridden "
-                            f"on resume by {_writer_text(resume_writer, ctx)}.")
+                message += (f" The plan's last write, {writer_text(plan_writer, ctx)}, is overridden "
+                            f"on resume by {writer_text(resume_writer, ctx)}.")
                 if isinstance(resume_writer, SpecRef) and plan_writer.start_step is not None:
                     flag = "true" if plan_writer.frozen else "false"
                     hint = (
@@ -290,7 +259,7 @@ def kf303(a: Analysis, ctx: Context) -> list[Finding]:
                         "spec, so effective_freeze ends in the same state as the uninterrupted run; or "
                         "give the later spec a new alias name (same patterns) so effective_freeze "
                         "orders it last")
-        out.append(warning("KF303", message, key, hint, step=boundary, **ctx.data(diff)))
+        out.append(RESUME_DIVERGES.finding(message, key, hint, step=boundary, **ctx.data(diff)))
     return out
 
 
@@ -312,7 +281,7 @@ class _Unfreeze:
             self.resume = True
 
 
-def kf304(a: Analysis, ctx: Context) -> list[Finding]:
+def never_updated_findings(a: Analysis, ctx: Context) -> list[Finding]:
     build = a.build
     culprits: dict[SpecRef | str, _Unfreeze] = {}
 
@@ -351,11 +320,11 @@ def kf304(a: Analysis, ctx: Context) -> list[Finding]:
             f"the unbuilt component {p!r}" for p in entry.prefixes]
         build_writers = [w for w, _ in build.writers_of(entry.mask)]
         build_writers += [build.unknown_writers[ctx.unknown_prefixes.index(p)] for p in entry.prefixes]
-        causes = sorted({_writer_text(w, ctx, with_stage=False) for w in build_writers})
+        causes = sorted({writer_text(w, ctx, with_stage=False) for w in build_writers})
         when = (f"from step {entry.first_step} on" if entry.fresh_run
                 else f"in a run resumed at step {entry.first_step} or later")
         message = (
-            f"{_writer_text(writer, ctx)} makes trainable what the optimizer was built without: "
+            f"{writer_text(writer, ctx)} makes trainable what the optimizer was built without: "
             f"{' and '.join(what)}, frozen at build time by {'; '.join(causes)}. build_optimizer keeps "
             "only parameters with requires_grad=True after the build-time freeze, so "
             f"{when} these receive gradients but are never updated.")
@@ -372,33 +341,25 @@ def kf304(a: Analysis, ctx: Context) -> list[Finding]:
                                 "resume": entry.resume, **ctx.data(entry.mask)}
         if entry.prefixes:
             data["unknown"] = list(entry.prefixes)
-        out.append(warning("KF304", message, f"{writer.key}.module", hint, **data))
+        out.append(UNFROZEN_NEVER_UPDATED.finding(message, f"{writer.key}.module", hint, **data))
     return out
 
 
-def _suggest(module: str, ctx: Context, policy: FreezePolicy) -> str:
-    candidates = set(policy.module_patterns)
-    for name in ctx.names:
-        parts = name.split(".")
-        candidates.update(".".join(parts[:k]) for k in range(1, min(len(parts), 4)))
-    candidates.discard(module)
-    close = difflib.get_close_matches(module.rstrip(".*"), sorted(candidates), n=1, cutoff=0.75)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
-def kf305(a: Analysis, ctx: Context) -> list[Finding]:
+def matches_nothing_findings(a: Analysis, ctx: Context, *, include_base: bool = True) -> list[Finding]:
     out = []
     for spec in a.policy.all_specs():
+        if spec.is_base and not include_base:
+            continue  # the default vlm.freeze: a parameter-free encoder is nobody's mistake
         selection = a.matcher.select(spec.module)
         if selection.mask or selection.may_reach_unknown:
             continue
         message = (f"{spec.key}.module = {spec.module!r} ({stage_label(spec.start_step, ctx)}; "
-                   f"{_patterns_text(a.policy, spec.module)}) matches no parameter of this model, "
+                   f"{patterns_text(a.policy, spec.module)}) matches no parameter of this model, "
                    "so the spec does nothing.")
-        hint = (_suggest(spec.module, ctx, a.policy)
+        hint = (suggest_module(spec.module, ctx, a.policy)
                 + "check the name against `kforge freeze-plan --params`, or delete the spec if the "
                 "component has no parameters (e.g. a 'random' vision encoder)")
-        out.append(warning("KF305", message, f"{spec.key}.module", hint, module=spec.module,
+        out.append(FREEZE_MATCHES_NOTHING.finding(message, f"{spec.key}.module", hint, module=spec.module,
                            start_step=spec.start_step, count=0, numel=0))
     used = {spec.module for spec in a.policy.all_specs()}
     defaults = module_patterns_for(a.policy.arch or "joint_decoder")
@@ -411,12 +372,12 @@ def kf305(a: Analysis, ctx: Context) -> list[Finding]:
         message = (f"vlm.module_patterns.{alias} = {list(selection.patterns)} matches no parameter of "
                    "this model (the alias is not used by any spec yet).")
         hint = "fix the patterns against `kforge freeze-plan --params`, or delete the alias"
-        out.append(warning("KF305", message, f"vlm.module_patterns.{alias}", hint, module=alias,
+        out.append(FREEZE_MATCHES_NOTHING.finding(message, f"vlm.module_patterns.{alias}", hint, module=alias,
                            count=0, numel=0))
     return out
 
 
-def kf307(a: Analysis, ctx: Context) -> list[Finding]:
+def nothing_trainable_findings(a: Analysis, ctx: Context) -> list[Finding]:
     if not a.names and not ctx.unknown_prefixes:
         return []
 
@@ -443,18 +404,18 @@ def kf307(a: Analysis, ctx: Context) -> list[Finding]:
             cause = "the build-time freeze (construction + vlm.freeze)"
             key = "vlm.freeze"
         else:
-            cause = f"{stage.key} ({stage_label(stage.start_step, ctx)}: {_specs_text(stage)})"
+            cause = f"{stage.key} ({stage_label(stage.start_step, ctx)}: {specs_text(stage)})"
             key = stage.key
         message = (f"No trainable parameter from step {step} on: after {cause} all {total} are "
                    f"frozen, so the backward pass of step {step} fails (the loss does not require "
                    "grad).")
         hint = "leave at least one module trainable, e.g. {module = \"adapter\", frozen = false}"
-        return [error("KF307", message, key, hint, TRAINING_LOOP, step=step,
+        return [NOTHING_TRAINABLE.finding(message, key, hint, stage=LOOP, step=step,
                       start_step=None if stage is None else stage.start_step)]
     return []
 
 
-def kf308(a: Analysis, ctx: Context) -> list[Finding]:
+def no_change_findings(a: Analysis, ctx: Context) -> list[Finding]:
     out = []
     for effect in a.stage_effects:
         stage = effect.stage
@@ -469,14 +430,102 @@ def kf308(a: Analysis, ctx: Context) -> list[Finding]:
             touched |= a.matcher.select(spec.module).mask
         already = (f": its specs select {ctx.size(touched)}, all already in that state"
                    if touched else ": its specs select no parameter")
-        message = (f"{stage.key} ({stage_label(stage.start_step, ctx)}: {_specs_text(stage)}) changes "
+        message = (f"{stage.key} ({stage_label(stage.start_step, ctx)}: {specs_text(stage)}) changes "
                    f"nothing in the plan{already}.")
         hint = ("delete the stage, or fix its module names / frozen flags if it was meant to "
                 "change something")
-        out.append(warning("KF308", message, stage.key, hint, start_step=stage.start_step,
+        out.append(STAGE_CHANGES_NOTHING.finding(message, stage.key, hint, start_step=stage.start_step,
                            **ctx.data(touched)))
     return out
 
 
-def parameter_rules(a: Analysis, ctx: Context) -> list[Finding]:
-    return [*kf303(a, ctx), *kf304(a, ctx), *kf305(a, ctx), *kf307(a, ctx), *kf308(a, ctx)]
+@FREEZE_UNKNOWN_ALIAS.check(stage=LOOP, reads=FREEZE_READS)
+def spec_modules_are_aliases(s: Subject) -> list[Finding]:
+    """effective_freeze accepts only aliases of vlm.module_patterns."""
+    inputs = freeze_inputs(s)
+    if inputs is None:
+        return []
+    return unknown_alias_findings(inputs.policy, inputs.max_steps, inputs.dyn_ckpt_covers_step0, inputs.ctx,
+                                  inputs.matcher)
+
+
+@STAGE_AT_OR_BEFORE_ZERO.check(stage=None, reads=FREEZE_READS)
+def stages_start_after_zero(s: Subject) -> list[Finding]:
+    """A stage at step <= 0 fires on resume only."""
+    inputs = freeze_inputs(s)
+    if inputs is None:
+        return []
+    return stage_zero_findings(inputs.policy, inputs.fresh_vs_plan, inputs.ctx)
+
+
+@STAGE_NEVER_REACHED.check(stage=None, reads=FREEZE_READS)
+def stages_within_run(s: Subject) -> list[Finding]:
+    """A stage after train.max_steps never fires."""
+    inputs = freeze_inputs(s)
+    if inputs is None:
+        return []
+    return unreached_stage_findings(inputs.policy, inputs.max_steps)
+
+
+def _with_plan(s: Subject) -> tuple[Analysis, Context, FreezeInputs] | None:
+    inputs = freeze_inputs(s)
+    if inputs is None or inputs.analysis is None or inputs.ctx is None:
+        return None
+    return inputs.analysis, inputs.ctx, inputs
+
+
+@RESUME_DIVERGES.check(stage=None, reads=FREEZE_READS, needs=(NEEDS_PLAN,))
+def resume_matches_uninterrupted_run(s: Subject) -> list[Finding]:
+    """On resume, effective_freeze's per-alias order can end in another frozen set."""
+    found = _with_plan(s)
+    return resume_divergence_findings(found[0], found[1]) if found else []
+
+
+@UNFROZEN_NEVER_UPDATED.check(stage=None, reads=FREEZE_READS, needs=(NEEDS_PLAN,))
+def unfrozen_parameters_are_optimized(s: Subject) -> list[Finding]:
+    """The optimizer is built once, without the parameters frozen at build time."""
+    found = _with_plan(s)
+    return never_updated_findings(found[0], found[1]) if found else []
+
+
+@FREEZE_MATCHES_NOTHING.check(stage=None, reads=FREEZE_READS, needs=(NEEDS_PLAN,))
+def specs_match_parameters(s: Subject) -> list[Finding]:
+    """A spec or alias the user wrote that selects no parameter."""
+    found = _with_plan(s)
+    if not found:
+        return []
+    return matches_nothing_findings(found[0], found[1], include_base=found[2].written_base)
+
+
+@NOTHING_TRAINABLE.check(stage=LOOP, reads=FREEZE_READS, needs=(NEEDS_PLAN,))
+def something_trainable(s: Subject) -> list[Finding]:
+    """Every step needs a trainable parameter, or backward fails."""
+    found = _with_plan(s)
+    return nothing_trainable_findings(found[0], found[1]) if found else []
+
+
+@STAGE_CHANGES_NOTHING.check(stage=None, reads=FREEZE_READS, needs=(NEEDS_PLAN,))
+def stages_change_something(s: Subject) -> list[Finding]:
+    """A stage whose specs leave the frozen set as it was."""
+    found = _with_plan(s)
+    return no_change_findings(found[0], found[1]) if found else []
+
+
+def config_findings(vlm: Any, max_steps: int | None, *, dyn_ckpt_covers_step0: bool = False) -> list[Finding]:
+    """KF301, KF302 and KF306 from the vlm section alone (no parameter list)."""
+    if vlm is None:
+        return []
+    policy = FreezePolicy.from_vlm(vlm)
+    return [*unknown_alias_findings(policy, max_steps, dyn_ckpt_covers_step0), *stage_zero_findings(policy),
+            *unreached_stage_findings(policy, max_steps)]
+
+
+def plan_findings(plan: Any) -> list[Finding]:
+    """Every freeze rule's findings for a plan on its own (no config file around it)."""
+    subject = Subject(job=None, plan=plan)
+    out: list[Finding] = []
+    for rule in (FREEZE_UNKNOWN_ALIAS, STAGE_AT_OR_BEFORE_ZERO, RESUME_DIVERGES, UNFROZEN_NEVER_UPDATED,
+                 FREEZE_MATCHES_NOTHING, STAGE_NEVER_REACHED, NOTHING_TRAINABLE, STAGE_CHANGES_NOTHING):
+        for check in rule.checks:
+            out.extend(check.run(subject))
+    return out
