@@ -1,37 +1,24 @@
-"""Result and error types of the meta-device model builder.
-
-Kept free of torch so callers can catch ``ModelBuildError`` or read a
-``MetaModel`` without paying for the torch import.
-"""
+"""What the parameter manifest of a job's model says: plain data, no torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+# What an unknown component leaves unchecked. ``UnknownComponent.limits`` holds
+# these tags so callers can tell which of their checks lost their input; the
+# phrases say it to a person.
+LIMITS_PARAMETERS = "parameters"
+LIMITS_FEATURE_DIM = "feature_dim"
+LIMITS_NUM_TOKENS = "num_tokens"
+LIMIT_PHRASES = {
+    LIMITS_PARAMETERS: "its parameter names and shapes (freeze coverage, parameter counts and the "
+                       "checkpoint fit skip it)",
+    LIMITS_FEATURE_DIM: "the vision feature width (the adapter's input size)",
+    LIMITS_NUM_TOKENS: "the visual token count (the sequence-length budget and activation sizes)",
+}
 
 
-class ModelBuildError(Exception):
-    """The trainer would fail while constructing the model for this job.
-
-    ``key`` is the dotted config key most responsible (``"vlm.mot_image_n_heads"``),
-    ``hint`` a concrete fix.
-    """
-
-    def __init__(self, message: str, key: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.key = key
-        self.hint = hint
-
-    def __repr__(self) -> str:
-        return f"ModelBuildError({self.message!r}, key={self.key!r}, hint={self.hint!r})"
-
-
-class ModelTooLarge(ModelBuildError):
-    """Not a failure of the reference: the model is too large for kforge to simulate here."""
-
-
-@dataclass
+@dataclass(slots=True)
 class ParamInfo:
     name: str
     shape: tuple[int, ...]
@@ -41,16 +28,18 @@ class ParamInfo:
 
 @dataclass
 class UnknownComponent:
-    """A subtree whose parameters cannot be known offline (never guessed)."""
+    """A subtree whose parameters cannot be known here (never guessed)."""
 
     prefix: str
     reason: str
+    limits: tuple[str, ...] = (LIMITS_PARAMETERS,)
+
+    def limits_text(self) -> str:
+        return "; ".join(LIMIT_PHRASES.get(tag, tag) for tag in self.limits)
 
 
 @dataclass
-class MetaModel:
-    # The torch.nn.Module on the meta device (typed loosely to keep this module torch-free).
-    module: Any
+class Manifest:
     # In named_parameters() order; tied weights appear once, under their first name.
     parameters: list[ParamInfo]
     unknown: list[UnknownComponent] = field(default_factory=list)
@@ -89,3 +78,10 @@ class MetaModel:
         dotted = prefix + "."
         return sum(p.numel for p in self.parameters
                    if p.name == prefix or p.name.startswith(dotted))
+
+    def unknown_under(self, name: str) -> UnknownComponent | None:
+        """The unknown component that would hold parameter ``name``, if any."""
+        for component in self.unknown:
+            if name == component.prefix or name.startswith(component.prefix + "."):
+                return component
+        return None
