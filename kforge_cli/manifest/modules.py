@@ -296,7 +296,8 @@ def transformer(spec: TextSpec, vlm: VLMSpec | None = None) -> Node:
     head = linear(spec.dim, spec.vocab_size)
     if spec.tie_embeddings:
         # One Parameter: named_parameters() reports it once, as the embedding.
-        head = Node("Linear", {"weight": Tie("token_embedding.embedding.weight")})
+        # (Linear -> OutputHead -> Transformer: the embedding is two levels up.)
+        head = Node("Linear", {"weight": Tie(2, "token_embedding.embedding.weight")})
     children["output_head"] = Node("OutputHead", children={"proj": head})
     return Node("Transformer", children=children)
 

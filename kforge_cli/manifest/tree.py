@@ -11,9 +11,9 @@ tree into meta-device modules.
 Nodes are immutable once built, so identical subtrees (the 80 layers of a
 dense model, the experts of one MoE layer) are one shared object: describing a
 model costs one node per distinct module, and counting its tensors needs no
-expansion. A weight shared between two modules is a :class:`Tie` naming its
-first holder by full name, never object identity, so sharing a subtree never
-ties its weights by accident.
+expansion. A weight shared between two modules is a :class:`Tie` naming the
+parameter by a path relative to an ancestor, never by object identity, so
+sharing a subtree never ties its weights by accident.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import contextlib
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kforge_cli.manifest.errors import ModelBuildError, show
@@ -72,17 +72,22 @@ class Tensor:
     shape: tuple[int, ...]
     # requires_grad=False from construction on (e.g. MoT's unused shared norm).
     frozen: bool = False
+    numel: int = field(init=False, compare=False)
 
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
+    def __post_init__(self) -> None:
+        # Computed once: a shared layer's tensors are listed thousands of times.
+        object.__setattr__(self, "numel", math.prod(self.shape))
 
 
 @dataclass(frozen=True, slots=True)
 class Tie:
-    """This slot holds the parameter registered under ``target`` (a full dotted name)."""
+    """This slot holds the parameter ``target`` of the module ``up`` levels above the holder."""
 
+    up: int
     target: str
+
+    def full_name(self, holder_path: list[str]) -> str:
+        return ".".join([*holder_path[:len(holder_path) - self.up], self.target])
 
 
 class Node:
@@ -108,7 +113,7 @@ class Node:
 def tensor(*shape: int, frozen: bool = False) -> Tensor:
     """A parameter shape, refused as torch refuses it: sizes past int64 storage."""
     numel = math.prod(shape)
-    if any(size > INT64_MAX for size in shape) or numel * PARAMETER_BYTES > INT64_MAX:
+    if numel * PARAMETER_BYTES > INT64_MAX or any(size > INT64_MAX for size in shape):
         raise ModelBuildError(
             f"torch cannot build this model: a parameter of shape {show(tuple(shape))} "
             f"({show(numel)} elements) is past the sizes torch can allocate", None,
@@ -160,27 +165,63 @@ def count_tensors(root: Node) -> int:
 
 def flatten(root: Node) -> tuple[list[ParamInfo], list[ParamInfo]]:
     """(parameters in named_parameters() order, persistent buffers in state_dict() order)."""
-    parameters: list[tuple[str, Tensor | Tie]] = []
-    buffers: list[tuple[str, Tensor]] = []
-    ties: list[Tie] = []
+    shared = _shared_subtrees(root)
+    relative: dict[int, tuple[list[tuple[str, Tensor]], list[tuple[str, Tensor]]]] = {}
+    targets: set[str] = set()
 
-    def walk(node: Node, prefix: str) -> None:
+    def walk(node: Node, prefix: str, parameters: list[tuple[str, Any]],
+             buffers: list[tuple[str, Tensor]]) -> None:
         for name, entry in node.parameters.items():
-            parameters.append((prefix + name, entry))
             if type(entry) is Tie:
-                ties.append(entry)
+                target = entry.full_name(prefix.split(".")[:-1])  # a str entry: the tie's target
+                targets.add(target)
+                parameters.append((prefix + name, target))
+            else:
+                parameters.append((prefix + name, entry))
         for name, buffer in node.buffers.items():
             buffers.append((prefix + name, buffer))
         for name, child in node.children.items():
-            walk(child, f"{prefix}{name}.")
+            child_prefix = f"{prefix}{name}."
+            if id(child) in shared:
+                # A repeated subtree (a layer, an expert) is listed once, then renamed.
+                listed = relative.get(id(child))
+                if listed is None:
+                    listed = relative[id(child)] = ([], [])
+                    walk(child, "", *listed)
+                parameters.extend([(child_prefix + n, t) for n, t in listed[0]])
+                buffers.extend([(child_prefix + n, t) for n, t in listed[1]])
+            else:
+                walk(child, child_prefix, parameters, buffers)
 
+    parameters: list[tuple[str, Any]] = []
+    buffers: list[tuple[str, Tensor]] = []
     with gc_paused():
-        walk(root, "")
-        if ties:
-            parameters = _resolve_ties(parameters, {tie.target for tie in ties})
-        return ([ParamInfo(name, t.shape, t.numel, t.frozen)  # type: ignore[union-attr]
-                 for name, t in parameters],
+        walk(root, "", parameters, buffers)
+        if targets:
+            parameters = _resolve_ties(parameters, targets)
+        return ([ParamInfo(name, t.shape, t.numel, t.frozen) for name, t in parameters],
                 [ParamInfo(name, t.shape, t.numel, False) for name, t in buffers])
+
+
+def _shared_subtrees(root: Node) -> set[int]:
+    """Ids of nodes the tree holds more than once and that hold no tie (its target is positional)."""
+    uses: dict[int, int] = {}
+    holds_tie: dict[int, bool] = {}
+
+    def visit(node: Node) -> bool:
+        key = id(node)
+        if key in uses:
+            uses[key] += 1
+            return holds_tie[key]
+        uses[key] = 1
+        tie = any(type(entry) is Tie for entry in node.parameters.values())
+        for child in node.children.values():
+            tie = visit(child) or tie
+        holds_tie[key] = tie
+        return tie
+
+    visit(root)
+    return {key for key, count in uses.items() if count > 1 and not holds_tie[key]}
 
 
 @contextlib.contextmanager
@@ -196,17 +237,16 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _resolve_ties(entries: list[tuple[str, Tensor | Tie]],
-                  targets: set[str]) -> list[tuple[str, Tensor | Tie]]:
+def _resolve_ties(entries: list[tuple[str, Any]], targets: set[str]) -> list[tuple[str, Any]]:
     # torch lists a shared parameter once, under the first name it meets it by.
     tensors = {name: entry for name, entry in entries if name in targets}
     missing = targets - tensors.keys()
     if missing:
         raise AssertionError(f"tie to an undescribed parameter: {sorted(missing)}")
     seen: set[str] = set()
-    resolved: list[tuple[str, Tensor | Tie]] = []
+    resolved: list[tuple[str, Any]] = []
     for name, entry in entries:
-        group = entry.target if type(entry) is Tie else name  # type: ignore[union-attr]
+        group = entry if isinstance(entry, str) else name
         if group in targets:
             if group in seen:
                 continue

@@ -27,28 +27,32 @@ def _module_class(kind: str) -> type[nn.Module]:
 
 
 def materialize(root: Node) -> nn.Module:
-    ties: list[tuple[nn.Module, str, str]] = []
-    module = _build(root, ties)
-    for holder, name, target in ties:
+    ties: list[tuple[nn.Module, str, nn.Module, str]] = []
+    module = _build(root, [], ties)
+    for holder, name, anchor, target in ties:
         # Same Parameter object in both places: the slot keeps its registration position.
-        holder.register_parameter(name, module.get_parameter(target))
+        holder.register_parameter(name, anchor.get_parameter(target))
     return module
 
 
-def _build(node: Node, ties: list[tuple[nn.Module, str, str]]) -> nn.Module:
+def _build(node: Node, ancestors: list[nn.Module],
+           ties: list[tuple[nn.Module, str, nn.Module, str]]) -> nn.Module:
     if node.external is not None:
         return node.external
     module = _module_class(node.kind)()
     for name, entry in node.parameters.items():
         if isinstance(entry, Tie):
-            module.register_parameter(name, None)  # filled once the target exists
-            ties.append((module, name, entry.target))
+            module.register_parameter(name, None)  # filled once the whole tree exists
+            anchor = ancestors[len(ancestors) - entry.up] if entry.up else module
+            ties.append((module, name, anchor, entry.target))
         else:
             module.register_parameter(name, _parameter(entry))
     for name, buffer in node.buffers.items():
         module.register_buffer(name, torch.empty(buffer.shape, device=META))
+    ancestors.append(module)
     for name, child in node.children.items():
-        module.add_module(name, _build(child, ties))
+        module.add_module(name, _build(child, ancestors, ties))
+    ancestors.pop()
     return module
 
 
