@@ -28,7 +28,6 @@ from kforge_cli.manifest.errors import ModelBuildError, safe_repr, show
 # What this builder knows how to build (a plugin may register more names; those
 # are reported as unbuildable rather than guessed).
 TEXT_MODEL_TYPES = ("transformer",)
-MOE_ROUTERS = ("softmax_topk", "sigmoid_topk")
 ADAPTER_TYPES = ("mlp_2layer", "linear", "avgpool", "attentional_pool")
 VISION_ENCODERS = ("random", "siglip2", "clip")
 VLM_ARCHES = ("joint_decoder", "cross_attention", "mot", "moma")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kforge_cli.manifest.errors import ModelBuildError, show
+from kforge_cli.manifest.errors import ModelBuildError, safe_repr, show
 from kforge_cli.manifest.result import ParamInfo
 
 INT64_MAX = 2**63 - 1
@@ -131,7 +131,7 @@ def check_module_name(name: str, key: str) -> None:
         reason = "module names cannot be empty"
     else:
         return
-    raise ModelBuildError(f"{key}: {name!r} cannot name a module ({reason})", key,
+    raise ModelBuildError(f"{key}: {safe_repr(name)} cannot name a module ({reason})", key,
                           'use plain identifiers such as "image", "text", "video"')
 
 
