@@ -1,20 +1,25 @@
 """Meta-device model builder: the only package that imports torch.
 
-``build_meta_model(job)`` returns the parameter manifest of the model the
-KempnerForge trainer would build for ``job``. torch is imported on the first
-call, so importing this package (e.g. to catch ``ModelBuildError``) stays cheap.
+``build_meta_model(job)`` returns the job's parameter manifest together with
+the model as torch modules on the meta device. The tree itself is
+``kforge_cli.manifest``'s torch-free description; this package materializes
+it and adds HuggingFace encoders rebuilt from a local config. torch is
+imported on the first call, so importing this package (e.g. to catch
+``ModelBuildError``) stays cheap.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from kforge_cli.model.knobs import cross_attention_after_layers
-from kforge_cli.model.manifest import MetaModel, ModelBuildError, ModelTooLarge, ParamInfo, UnknownComponent
-
-# Real models stay in the low hundreds of layers; building millions of modules,
-# even on the meta device, would take minutes for a config that is a typo.
-MAX_BUILT_LAYERS = 20_000
+from kforge_cli.manifest import (
+    ModelBuildError,
+    ModelTooLarge,
+    ParamInfo,
+    UnknownComponent,
+    cross_attention_after_layers,
+)
+from kforge_cli.model.meta import MetaModel
 
 __all__ = [
     "MetaModel",
@@ -30,14 +35,11 @@ __all__ = [
 def build_meta_model(job: Any) -> MetaModel:
     """Build ``job``'s model on the meta device.
 
-    Raises ``ModelBuildError`` wherever the trainer's own model build would fail.
+    Raises ``ModelBuildError`` wherever the trainer's own model build would fail,
+    and ``ModelTooLarge`` for models past kforge's bounds (``kforge_cli.manifest.bounds``).
     """
     import warnings
 
-    layers = getattr(getattr(job, "model", None), "n_layers", 0)
-    if isinstance(layers, int) and layers > MAX_BUILT_LAYERS:
-        raise ModelTooLarge(f"model.n_layers = {layers} is beyond what kforge builds ({MAX_BUILT_LAYERS:,} layers)",
-                            "model.n_layers", "check model.n_layers for a typo")
     # torch warns at import when NumPy is absent; building on meta never needs NumPy.
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     from kforge_cli.model.build import build_meta_model as build
@@ -46,8 +48,7 @@ def build_meta_model(job: Any) -> MetaModel:
         return build(job)
     except ModelBuildError:
         raise
-    except (ArithmeticError, MemoryError, RuntimeError, TypeError, ValueError) as exc:
-        # Sizes torch itself refuses (e.g. a dimension past int64): the trainer fails the same way.
+    except (ArithmeticError, MemoryError, RuntimeError, TypeError, ValueError, KeyError) as exc:
+        # The description refuses what torch would; this is a last guard, never expected.
         raise ModelBuildError(f"torch cannot build this model: {type(exc).__name__}: {exc}", None,
                               "check model.dim, vocab_size and the head counts for typos") from None
-

@@ -155,8 +155,8 @@ def test_hf_encoder_with_empty_path(encoder: str) -> None:
 
 
 def test_adapter_rejects_non_positive_input_width() -> None:
-    from kforge_cli.model.knobs import AdapterSpec
-    from kforge_cli.model.vision import build_adapter
+    from kforge_cli.manifest.knobs import AdapterSpec
+    from kforge_cli.manifest.modules import adapter as build_adapter
 
     # An HF config without hidden_size probes to -1 in the reference.
     with pytest.raises(ModelBuildError) as caught:

@@ -2,8 +2,8 @@
 
 The config layer normally rejects bad values at load time; the checks here
 repeat the ones whose violation would make the build crash or produce a
-misleading module tree, so ``build_meta_model`` always fails with a
-``ModelBuildError`` naming the key instead of a raw torch error. Pure Python.
+misleading module tree, so describing the model always fails with a
+``ModelBuildError`` naming the key instead of a raw Python or torch error.
 """
 
 from __future__ import annotations
@@ -13,23 +13,21 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from kforge_cli.model.manifest import ModelBuildError
-
-from kforge_cli.config.model import ACTIVATIONS, NORM_TYPES  # noqa: E402
-from kforge_cli.config.vision import (  # noqa: E402
+from kforge_cli.config.model import ACTIVATIONS, NORM_TYPES
+from kforge_cli.config.vision import (
     ADAPTER_ACTIVATIONS,
     DIVISIBLE_ONLY_POOL_TYPES,
     HF_VISION_ENCODER_TYPES,
     POOLING_ADAPTER_TYPES,
     PoolingError,
 )
-from kforge_cli.config.vision import pooled_token_count as _pooled_token_count  # noqa: E402
-from kforge_cli.config.vlm import cross_attention_after_layers  # noqa: E402,F401 - re-exported
+from kforge_cli.config.vision import pooled_token_count as _pooled_token_count
+from kforge_cli.config.vlm import cross_attention_after_layers  # noqa: F401 - re-exported
+from kforge_cli.manifest.errors import ModelBuildError, safe_repr, show
 
 # What this builder knows how to build (a plugin may register more names; those
 # are reported as unbuildable rather than guessed).
 TEXT_MODEL_TYPES = ("transformer",)
-MOE_ROUTERS = ("softmax_topk", "sigmoid_topk")
 ADAPTER_TYPES = ("mlp_2layer", "linear", "avgpool", "attentional_pool")
 VISION_ENCODERS = ("random", "siglip2", "clip")
 VLM_ARCHES = ("joint_decoder", "cross_attention", "mot", "moma")
@@ -54,20 +52,39 @@ def as_int(value: Any, key: str) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    raise ModelBuildError(f"{key} must be an integer (got {value!r})", key,
+    raise ModelBuildError(f"{key} must be an integer (got {safe_repr(value)})", key,
                           f"set {key} to a whole number")
 
 
 def _as_float(value: Any, key: str) -> float:
     value = _plain(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ModelBuildError(f"{key} must be a number (got {value!r})", key,
+        try:
+            return float(value)
+        except OverflowError:
+            raise ModelBuildError(f"{key} = {show(value)} is too large for a float", key,
+                                  f"set {key} to a plain number such as 1.0") from None
+    raise ModelBuildError(f"{key} must be a number (got {safe_repr(value)})", key,
                           f"set {key} to a number")
 
 
+def _width(compute: Any, key: str, what: str) -> int:
+    """An FFN width from float knobs; inf/nan (or a float overflow) fails as int() does in the trainer."""
+    try:
+        return int(compute())
+    except (OverflowError, ValueError):
+        raise ModelBuildError(f"{what} is not a finite number: check {key}", key,
+                              f"set {key} to a finite positive number") from None
+
+
 def _as_str(value: Any) -> str:
-    return str(_plain(value))
+    value = _plain(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:  # an integer past Python's int-to-text limit
+        return f"<{type(value).__name__}>"
 
 
 def _require(condition: bool, message: str, key: str, hint: str) -> None:
@@ -76,7 +93,7 @@ def _require(condition: bool, message: str, key: str, hint: str) -> None:
 
 
 def _choice(value: str, options: tuple[str, ...], key: str) -> str:
-    _require(value in options, f"unknown {key} {value!r}", key,
+    _require(value in options, f"unknown {key} {safe_repr(value)}", key,
              "use one of: " + ", ".join(repr(o) for o in options))
     return value
 
@@ -119,7 +136,8 @@ class TextSpec:
         # Llama sizing: 2/3 of 4*dim, scaled, rounded up to a multiple of 256.
         # The float expression keeps the reference's evaluation order so the
         # truncation lands on the same integer.
-        unrounded = int(4 * self.dim * (2 / 3) * self.ffn_dim_multiplier)
+        unrounded = _width(lambda: 4 * self.dim * (2 / 3) * self.ffn_dim_multiplier,
+                           "model.ffn_dim_multiplier", "the dense FFN width")
         return 256 * math.ceil(unrounded / 256)
 
     @property
@@ -130,16 +148,18 @@ class TextSpec:
 
     @property
     def expert_ffn_hidden_dim(self) -> int:
-        scaled = int(self.dense_ffn_hidden_dim * self.moe_expert_ffn_multiplier)
+        dense = self.dense_ffn_hidden_dim
+        key = "model.moe_expert_ffn_multiplier"
+        scaled = _width(lambda: dense * self.moe_expert_ffn_multiplier, key, "the expert FFN width")
         # Python's round() (ties to even) is what the reference uses too.
-        return max(16, 16 * round(scaled / 16))
+        return max(16, 16 * _width(lambda: round(scaled / 16), key, "the expert FFN width"))
 
     def layer_is_moe(self, index: int) -> bool:
         return self.is_moe and (index + 1) % self.moe_frequency == 0
 
     @property
-    def moe_layer_indices(self) -> list[int]:
-        return [i for i in range(self.n_layers) if self.layer_is_moe(i)]
+    def moe_layer_count(self) -> int:
+        return self.n_layers // self.moe_frequency if self.is_moe else 0
 
 
 def read_text_spec(model: Any) -> TextSpec:
@@ -188,23 +208,23 @@ def read_text_spec(model: Any) -> TextSpec:
 def _check_text_spec(spec: TextSpec) -> None:
     for name in ("dim", "n_layers", "n_heads", "vocab_size", "n_kv_heads"):
         value = getattr(spec, name)
-        _require(value > 0, f"model.{name} must be positive (got {value})", f"model.{name}",
+        _require(value > 0, f"model.{name} must be positive (got {show(value)})", f"model.{name}",
                  f"set model.{name} to a positive integer")
     _require(spec.dim % spec.n_heads == 0,
-             f"model.dim ({spec.dim}) must be divisible by model.n_heads ({spec.n_heads})",
+             f"model.dim ({show(spec.dim)}) must be divisible by model.n_heads ({show(spec.n_heads)})",
              "model.n_heads", "pick n_heads that divides dim")
     _require(spec.n_heads % spec.n_kv_heads == 0,
-             f"model.n_heads ({spec.n_heads}) must be divisible by model.n_kv_heads "
-             f"({spec.n_kv_heads})", "model.n_kv_heads", "pick n_kv_heads that divides n_heads")
+             f"model.n_heads ({show(spec.n_heads)}) must be divisible by model.n_kv_heads "
+             f"({show(spec.n_kv_heads)})", "model.n_kv_heads", "pick n_kv_heads that divides n_heads")
     _choice(spec.norm_type, NORM_TYPES, "model.norm_type")
     _choice(spec.activation, ACTIVATIONS, "model.activation")
     if spec.is_moe:
         _require(0 < spec.moe_top_k <= spec.num_experts,
-                 f"model.moe_top_k ({spec.moe_top_k}) must be in 1..model.num_experts "
-                 f"({spec.num_experts})", "model.moe_top_k",
+                 f"model.moe_top_k ({show(spec.moe_top_k)}) must be in 1..model.num_experts "
+                 f"({show(spec.num_experts)})", "model.moe_top_k",
                  "set moe_top_k between 1 and num_experts")
         _require(spec.moe_frequency > 0,
-                 f"model.moe_frequency must be positive (got {spec.moe_frequency})",
+                 f"model.moe_frequency must be positive (got {show(spec.moe_frequency)})",
                  "model.moe_frequency", "use 1 for every layer, 2 for every other layer")
         _require(spec.moe_expert_ffn_multiplier > 0,
                  "model.moe_expert_ffn_multiplier must be positive",
@@ -282,11 +302,13 @@ def pooled_token_count(num_tokens: int, window: int, *, require_divisible: bool,
     try:
         return _pooled_token_count(num_tokens, window, require_divisible=require_divisible)
     except PoolingError as exc:
-        key = tokens_key if exc.field == "vision_encoder.num_tokens" else exc.field
-        hint = ("use a token count that is a perfect square (strip any CLS token), or a projection "
-                "adapter (mlp_2layer / linear)" if key == tokens_key else
-                'pick a pool_window that divides the grid side, or use adapter.type = "avgpool"')
-        raise ModelBuildError(str(exc), key, hint) from None
+        key, message = (tokens_key if exc.field == "vision_encoder.num_tokens" else exc.field), str(exc)
+    except ValueError:  # the message could not spell out a count past Python's int-to-text limit
+        key, message = tokens_key, f"{tokens_key} = {show(num_tokens)} cannot be pooled"
+    hint = ("use a token count that is a perfect square (strip any CLS token), or a projection "
+            "adapter (mlp_2layer / linear)" if key == tokens_key else
+            'pick a pool_window that divides the grid side, or use adapter.type = "avgpool"')
+    raise ModelBuildError(message, key, hint)
 
 
 @dataclass(frozen=True)
@@ -320,13 +342,13 @@ class VLMSpec:
 
 def _modalities(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, str) or not hasattr(value, "__iter__"):
-        raise ModelBuildError(f"{key} must be a list of modality names (got {value!r})", key,
+        raise ModelBuildError(f"{key} must be a list of modality names (got {safe_repr(value)})", key,
                               f'use e.g. {key} = ["image", "text"]')
     names = tuple(_as_str(v) for v in value)
     _require(len(names) >= 2 and "image" in names and "text" in names,
-             f"{key} must name at least 'image' and 'text' (got {list(names)})", key,
+             f"{key} must name at least 'image' and 'text' (got {safe_repr(list(names))})", key,
              f'use e.g. {key} = ["image", "text"]')
-    _require(len(set(names)) == len(names), f"{key} has duplicates: {list(names)}", key,
+    _require(len(set(names)) == len(names), f"{key} has duplicates: {safe_repr(list(names))}", key,
              "list each modality once")
     return names
 
@@ -370,15 +392,15 @@ def read_vlm_spec(vlm: Any) -> VLMSpec:
         key = "vlm.moma_experts_per_modality"
         _require(hasattr(raw_experts, "items"), f"{key} must be a table of modality -> count",
                  key, f"e.g. {key} = {{ image = 4, text = 4 }}")
-        experts = {_as_str(m): as_int(n, f"{key}.{m}") for m, n in raw_experts.items()}
+        experts = {_as_str(m): as_int(n, f"{key}.{_as_str(m)}") for m, n in raw_experts.items()}
         missing = [m for m in modalities if m not in experts]
         extra = sorted(set(experts) - set(modalities))
-        _require(not missing, f"{key} has no entry for {missing}", key,
+        _require(not missing, f"{key} has no entry for {safe_repr(missing)}", key,
                  "give every modality in vlm.moma_modalities an expert count")
-        _require(not extra, f"{key} names modalities not in vlm.moma_modalities: {extra}", key,
+        _require(not extra, f"{key} names modalities not in vlm.moma_modalities: {safe_repr(extra)}", key,
                  "remove them or add them to vlm.moma_modalities")
         for name, count in experts.items():
-            _require(count > 0, f"{key}.{name} must be positive (got {count})", key,
+            _require(count > 0, f"{key}.{name} must be positive (got {show(count)})", key,
                      "use at least 1 expert per modality (arch = \"mot\" for dense FFNs)")
         capacity = _as_float(_get(vlm, "moma_capacity_factor", 0.0), "vlm.moma_capacity_factor")
         return VLMSpec(arch, max_text_len, moma_modalities=modalities,
