@@ -35,7 +35,7 @@ from kforge_cli.config.vlm import (
 from kforge_cli.findings import Finding
 from kforge_cli.lint.engine import FileReport, Options, check_file
 from kforge_cli.lint.settings import SettingsFinder
-from kforge_cli.model.manifest import ModelTooLarge
+from kforge_cli.manifest import ModelTooLarge
 from kforge_cli.rules.rule import LOAD
 
 __all__ = [

@@ -218,16 +218,13 @@ def build_model(job: Any, source: str = MANIFEST) -> Any:
         from kforge_cli.model import build_meta_model
 
         return build_meta_model(job)
-    try:
-        from kforge_cli.manifest import build_manifest
-    except ImportError:  # TEMPORARY until the manifest package lands
-        from kforge_cli.model import build_meta_model as build_manifest
+    from kforge_cli.manifest import build_manifest
 
     return build_manifest(job)
 
 
 def _build_model(report: FileReport, subject: Subject, options: Options) -> None:
-    from kforge_cli.model.manifest import ModelBuildError, ModelTooLarge
+    from kforge_cli.manifest import ModelBuildError, ModelTooLarge
     from kforge_cli.rules.advice import NOTE
     from kforge_cli.rules.build import MODEL_BUILD_FAILS
 
