@@ -13,7 +13,12 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kforge_cli.config.toml_source import TomlScanner, format_path, scan_positions, scan_statements
+from kforge_cli.config.toml_source import (
+    TomlScanner,
+    format_path,
+    scan_positions,
+    scan_statements,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
