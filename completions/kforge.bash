@@ -74,9 +74,10 @@ _kforge() {
         convert)
             case "$prev" in
                 -o|--output) _kforge_paths "$cur"; return ;;
+                --stdin-filename) :; return ;;
             esac
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "-o --output --in-place --no-backup --force --check --diff -h --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "-o --output --in-place --no-backup --force --check --diff --stdin-filename -h --help" -- "$cur"))
             else
                 _kforge_toml_files "$cur"
             fi

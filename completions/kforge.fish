@@ -44,9 +44,10 @@ complete -c kforge -n '__fish_seen_subcommand_from freeze-plan' -k -a '(__fish_c
 complete -c kforge -n '__fish_seen_subcommand_from convert' -s o -l output -r -F -d 'Write the converted file to OUT (one FILE only).'
 complete -c kforge -n '__fish_seen_subcommand_from convert' -l in-place -d 'Replace each FILE, keeping the original as FILE.bak.'
 complete -c kforge -n '__fish_seen_subcommand_from convert' -l no-backup -d 'With --in-place: do not keep FILE.bak.'
-complete -c kforge -n '__fish_seen_subcommand_from convert' -l force -d 'Overwrite an existing OUT or FILE.bak.'
+complete -c kforge -n '__fish_seen_subcommand_from convert' -l force -d 'Overwrite an existing OUT or FILE.bak; convert a FILE that has other hard links.'
 complete -c kforge -n '__fish_seen_subcommand_from convert' -l check -d 'Change nothing; exit 1 if any FILE needs converting.'
 complete -c kforge -n '__fish_seen_subcommand_from convert' -l diff -d 'Print a unified diff instead of the converted text.'
+complete -c kforge -n '__fish_seen_subcommand_from convert' -l stdin-filename -x -d 'The name to show for - (stdin) in messages.'
 complete -c kforge -n '__fish_seen_subcommand_from convert' -s h -l help -d 'Show this message and exit.'
 complete -c kforge -n '__fish_seen_subcommand_from convert' -k -a '(__fish_complete_suffix .toml)'
 

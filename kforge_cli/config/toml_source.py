@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,12 +123,11 @@ def parse_toml_text(path: str, text: str) -> tuple[TomlSource | None, Finding | 
             f"invalid TOML: an integer literal is too long to convert ({str(exc).split(';')[0]})", None,
             "write a realistic number; no config value needs thousands of digits", stage=LOAD).at(*where)
     source = TomlSource(path=path, text=text, data=data)
-    scan = _Scan(text)
     try:
-        source.positions = scan.document()
+        source.positions = scan_positions(text)
     except Exception:  # noqa: BLE001 - positions are a convenience; tomllib already accepted the text
-        source.positions = scan.positions
-    source.comments = scan.comments
+        source.positions = {}
+    source.comments = scan_comments(text)
     return source, None
 
 
@@ -156,22 +156,338 @@ def _unreadable(path: str, what: str, hint: str | None) -> Finding:
 
 
 # ---------------------------------------------------------------------------
-# Position scan
+# The TOML scanner.
+#
+# The one place in kforge that knows TOML's lexical shapes: keys (bare, quoted,
+# dotted), strings in all four forms with every escape, nested arrays and inline
+# tables, comments.  It runs only on text tomllib has accepted, so it reports no
+# errors; it says where things are.  Two users: the positions above, and the
+# legacy-layout conversion (kforge_cli.convert), which rewrites whole statements.
+# Every loop is iterative, so pathological nesting cannot overflow the stack.
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_SCALAR_END = set(",]}#\n\r \t")
+_SCALAR_END = frozenset(",]}#\n\r \t")
+_COMMENT_OR_STRING = re.compile("[#\"']")
 
 
-class _Scan:
+@dataclass
+class KeyPart:
+    """One part of a dotted key: its decoded name and where its text sits."""
+
+    name: str
+    start: int
+    end: int
+
+
+@dataclass
+class Statement:
+    """One top-level line of a document, or several when a value spans lines.
+
+    ``kind`` is "blank", "comment", "header" or "entry"; ``start``/``end``
+    cover whole lines (``end`` is just past the last newline).
+    """
+
+    kind: str
+    start: int
+    end: int
+    line: int  # 1-based line of ``start``
+    first: int = 0  # first character that is not a space or tab
+    table: tuple[str, ...] = ()  # entries: the header names of the table they are written in
+    keys: list[KeyPart] = field(default_factory=list)
+    is_array: bool = False  # headers: [[array of tables]]
+    key_end: int = 0
+    value_start: int = 0  # entries
+    value_end: int = 0
+    syntax_end: int = 0  # just past the closing bracket(s) of a header, or the value of an entry
+    comment_start: int = -1  # a trailing comment on the last line, -1 if none
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(part.name for part in self.keys)
+
+    @property
+    def key_start(self) -> int:
+        return self.keys[0].start
+
+    @property
+    def full_path(self) -> tuple[str, ...]:
+        """A header's table, or the table plus the key of an entry."""
+        return self.names if self.kind == "header" else self.table + self.names
+
+
+@dataclass
+class InlinePair:
+    """One ``key = value`` of an inline table."""
+
+    keys: list[KeyPart]
+    key_end: int
+    value_end: int
+
+
+def _quoted_key_name(raw: str) -> str:
+    """The name a quoted key spells.  Escapes are decoded by tomllib itself,
+    so the scanner can never disagree with the parser about a name."""
+    if raw.startswith("'") or "\\" not in raw:
+        return raw[1:-1]
+    return next(iter(tomllib.loads(f"{raw} = 0")))
+
+
+class TomlScanner:
     def __init__(self, text: str) -> None:
         self.text = text
         self.n = len(text)
-        self.i = 0
+
+    # -- lexical pieces ------------------------------------------------------
+
+    def skip_blank(self, i: int, newlines: bool = False) -> int:
+        """Past spaces and tabs; with ``newlines``, past line breaks and comments too."""
+        text, n = self.text, self.n
+        while i < n:
+            ch = text[i]
+            if ch in " \t" or (newlines and ch in "\r\n"):
+                i += 1
+            elif newlines and ch == "#":
+                i = self.line_end(i)
+            else:
+                break
+        return i
+
+    def comments(self) -> Iterator[tuple[int, int, int, int]]:
+        """(start, end, line, column) of every comment: a "#" outside any string, to the end of its line."""
+        text, n = self.text, self.n
+        interesting = _COMMENT_OR_STRING.search
+        i, line, line_start = 0, 1, 0
+        while True:
+            match = interesting(text, i)
+            if match is None:
+                return
+            i = match.start()
+            if text[i] == "#":
+                end = text.find("\n", i)
+                end = n if end < 0 else end
+                line += text.count("\n", line_start, i)
+                line_start = text.rfind("\n", 0, i) + 1
+                yield i, end, line, i - line_start + 1
+                i = end
+            else:
+                i = self.string_end(i)
+
+    def line_end(self, i: int) -> int:
+        """Just past the newline that ends the line holding ``i``."""
+        found = self.text.find("\n", i)
+        return self.n if found < 0 else found + 1
+
+    def string_end(self, i: int) -> int:
+        """Just past the string literal opening at ``i`` (any of the four forms).
+
+        In basic strings a backslash always takes the next character with it,
+        which covers every escape (``\\"``, ``\\\\``, ``\\u...``, a line-ending
+        backslash); a closing triple quote may be preceded by up to two quotes
+        that belong to the content.
+        """
+        text, n = self.text, self.n
+        quote = text[i]
+        escapes = quote == '"'
+        if text.startswith(quote * 3, i):
+            j = i + 3
+            while True:
+                close = text.find(quote, j)
+                if close < 0:
+                    return n
+                if escapes:
+                    backslash = text.find("\\", j, close)
+                    if backslash >= 0:
+                        j = backslash + 2
+                        continue
+                if text.startswith(quote * 3, close):
+                    end = close + 3
+                    extra = 0
+                    while extra < 2 and end < n and text[end] == quote:
+                        end += 1
+                        extra += 1
+                    return end
+                j = close + 1
+        j = i + 1
+        while True:
+            close = text.find(quote, j)
+            newline = text.find("\n", j, n if close < 0 else close)
+            if newline >= 0:
+                return newline  # unterminated; cannot happen in text tomllib accepted
+            if close < 0:
+                return n
+            if escapes:
+                backslash = text.find("\\", j, close)
+                if backslash >= 0:
+                    j = backslash + 2
+                    continue
+            return close + 1
+
+    def scalar_end(self, i: int) -> int:
+        """Just past a string, number, boolean or date-time starting at ``i``."""
+        text, n = self.text, self.n
+        if i < n and text[i] in "\"'":
+            return self.string_end(i)
+        start = i
+        while i < n and text[i] not in _SCALAR_END:
+            i += 1
+        # A date and a time may be separated by one space.
+        if i + 1 < n and text[i] == " " and text[i + 1].isdigit() and i > start and text[i - 1].isdigit():
+            i += 1
+            while i < n and text[i] not in _SCALAR_END:
+                i += 1
+        return i
+
+    def read_key(self, i: int) -> tuple[list[KeyPart], int]:
+        """The (dotted) key starting at ``i``: its parts, and the end of the last one."""
+        text, n = self.text, self.n
+        parts: list[KeyPart] = []
+        while True:
+            start = self.skip_blank(i)
+            if start < n and text[start] in "\"'":
+                end = self.string_end(start)
+                name = _quoted_key_name(text[start:end])
+            else:
+                match = _BARE_KEY.match(text, start)
+                if not match:
+                    raise ValueError(f"key expected at offset {start}")
+                end = match.end()
+                name = match.group(0)
+            parts.append(KeyPart(name, start, end))
+            after = self.skip_blank(end)
+            if after < n and text[after] == ".":
+                i = after + 1
+                continue
+            return parts, end
+
+    def _past_equals(self, key_end: int) -> int:
+        i = self.skip_blank(key_end)
+        if i < self.n and self.text[i] == "=":
+            i += 1
+        return self.skip_blank(i)
+
+    def value_end(self, i: int, path: str | None = None,
+                  record: Callable[[str, int], None] | None = None) -> int:
+        """Just past the value starting at ``i``.  With ``record``, every array
+        element and inline-table key inside it is reported under ``path``
+        (``path[0]``, ``path.key``) as it is met."""
+        text, n = self.text, self.n
+        stack: list[list[Any]] = []  # [closing bracket, path, next array index]
+
+        def open_or_skip(at: int, target: str | None) -> int:
+            ch = text[at] if at < n else ""
+            if ch == "[":
+                stack.append(["]", target, 0])
+                return at + 1
+            if ch == "{":
+                stack.append(["}", target, 0])
+                return at + 1
+            return max(self.scalar_end(at), at + 1)  # always make progress
+
+        i = open_or_skip(i, path)
+        while stack:
+            frame = stack[-1]
+            i = self.skip_blank(i, newlines=True)
+            if i >= n:
+                return n
+            ch = text[i]
+            if ch == ",":
+                i += 1
+            elif ch == frame[0]:
+                i += 1
+                stack.pop()
+            elif frame[0] == "]":
+                element = None
+                if record is not None:
+                    element = f"{frame[1]}[{frame[2]}]"
+                    record(element, i)
+                frame[2] += 1
+                i = open_or_skip(i, element)
+            else:
+                keys, key_end = self.read_key(i)
+                target = _record_key(frame[1], keys, record) if record is not None else None
+                i = open_or_skip(self._past_equals(key_end), target)
+        return i
+
+    def inline_pairs(self, open_brace: int) -> list[InlinePair]:
+        """The top-level pairs of the inline table whose ``{`` is at ``open_brace``."""
+        pairs: list[InlinePair] = []
+        i = open_brace + 1
+        while True:
+            i = self.skip_blank(i, newlines=True)
+            if i >= self.n or self.text[i] == "}":
+                return pairs
+            if self.text[i] == ",":
+                i += 1
+                continue
+            keys, key_end = self.read_key(i)
+            i = self.value_end(self._past_equals(key_end))
+            pairs.append(InlinePair(keys, key_end, i))
+
+    # -- statements ------------------------------------------------------------
+
+    def _trailing_comment(self, i: int) -> int:
+        i = self.skip_blank(i)
+        return i if i < self.n and self.text[i] == "#" else -1
+
+    def statements(self) -> Iterator[Statement]:
+        """Every top-level statement, in order; together they cover the text."""
+        text, n = self.text, self.n
+        table: tuple[str, ...] = ()
+        pos, line = 0, 1
+        while pos < n:
+            first = self.skip_blank(pos)
+            if first >= n or text[first] in "\r\n":
+                statement = Statement("blank", pos, self.line_end(pos), line, first)
+            elif text[first] == "#":
+                statement = Statement("comment", pos, self.line_end(pos), line, first)
+            elif text[first] == "[":
+                is_array = text.startswith("[[", first)
+                keys, key_end = self.read_key(first + (2 if is_array else 1))
+                close = self.skip_blank(key_end) + (2 if is_array else 1)
+                statement = Statement(
+                    "header", pos, self.line_end(close), line, first, keys=keys,
+                    is_array=is_array, key_end=key_end, syntax_end=close,
+                    comment_start=self._trailing_comment(close))
+                table = statement.names
+            else:
+                keys, key_end = self.read_key(first)
+                value_start = self._past_equals(key_end)
+                value_end = self.value_end(value_start)
+                statement = Statement(
+                    "entry", pos, self.line_end(value_end), line, first, table=table, keys=keys,
+                    key_end=key_end, value_start=value_start, value_end=value_end,
+                    syntax_end=value_end, comment_start=self._trailing_comment(value_end))
+            yield statement
+            line += text.count("\n", pos, statement.end)
+            pos = statement.end
+
+
+def scan_statements(text: str) -> list[Statement]:
+    return list(TomlScanner(text).statements())
+
+
+# ---------------------------------------------------------------------------
+# Positions, from the scanner's statements.
+
+
+def _record_key(base: str, keys: list[KeyPart], record: Callable[[str, int], None]) -> str:
+    """Report every dotted prefix of ``base`` + ``keys``; returns the full key.
+    Keys are carried as formatted strings and extended in place, so a key with
+    thousands of dotted parts stays cheap."""
+    target = base
+    for part in keys:
+        target = f"{target}.{part.name}" if target else part.name
+        record(target, part.start)
+    return target
+
+
+class _Positions:
+    def __init__(self, text: str) -> None:
+        self.scanner = TomlScanner(text)
         self.line_starts = [0]
         for m in re.finditer("\n", text):
             self.line_starts.append(m.end())
         self.positions: dict[str, tuple[int, int]] = {}
-        self.comments: list[tuple[int, int, str]] = []
 
     def where(self, index: int) -> tuple[int, int]:
         lo, hi = 0, len(self.line_starts) - 1
@@ -184,183 +500,47 @@ class _Scan:
         return lo + 1, index - self.line_starts[lo] + 1
 
     def record(self, key: str, index: int) -> None:
-        self.positions.setdefault(key, self.where(index))
-
-    def skip_blank(self, newlines: bool) -> None:
-        text, n = self.text, self.n
-        while self.i < n:
-            ch = text[self.i]
-            if ch in " \t" or (newlines and ch in "\r\n"):
-                self.i += 1
-            elif ch == "#":
-                start = self.i
-                while self.i < n and text[self.i] != "\n":
-                    self.i += 1
-                line, column = self.where(start)
-                self.comments.append((line, column, text[start:self.i].rstrip("\r")))
-            else:
-                return
-
-    def read_key(self) -> list[tuple[str, int]]:
-        parts: list[tuple[str, int]] = []
-        while True:
-            self.skip_blank(newlines=False)
-            start = self.i
-            if self.i < self.n and self.text[self.i] in "\"'":
-                name = self.read_string_value()
-            else:
-                m = _BARE_KEY.match(self.text, self.i)
-                if not m:
-                    raise ValueError("key expected")
-                name = m.group(0)
-                self.i = m.end()
-            parts.append((name, start))
-            self.skip_blank(newlines=False)
-            if self.i < self.n and self.text[self.i] == ".":
-                self.i += 1
-                continue
-            return parts
-
-    def read_string_value(self) -> str:
-        text = self.text
-        quote = text[self.i]
-        if text.startswith(quote * 3, self.i):
-            end = text.find(quote * 3, self.i + 3)
-            if end < 0:
-                raise ValueError("unterminated string")
-            while text.startswith(quote, end + 3):  # up to two quotes may close the body
-                end += 1
-            body = text[self.i + 3: end]
-            self.i = end + 3
-            return body
-        j = self.i + 1
-        while j < self.n and text[j] != quote and text[j] != "\n":
-            if quote == '"' and text[j] == "\\":
-                j += 1
-            j += 1
-        body = text[self.i + 1: j]
-        self.i = j + 1
-        return body.replace('\\"', '"') if quote == '"' else body
-
-    def skip_scalar(self) -> None:
-        if self.text[self.i] in "\"'":
-            self.read_string_value()
-            return
-        while self.i < self.n and self.text[self.i] not in _SCALAR_END:
-            self.i += 1
-        # Dates/times may contain one space between date and time.
-        if (self.i + 1 < self.n and self.text[self.i] == " " and self.text[self.i + 1].isdigit()
-                and self.text[self.i - 1].isdigit()):
-            self.i += 1
-            while self.i < self.n and self.text[self.i] not in _SCALAR_END:
-                self.i += 1
-
-    def value(self, path: str) -> None:
-        """Scan one value starting at self.i, recording nested positions, without recursion.
-
-        Keys are carried as formatted strings and extended in place, so a
-        key with thousands of dotted parts stays linear.
-        """
-        stack: list[list[Any]] = []  # [kind, key, next_index]
-
-        def open_or_skip(target: str) -> None:
-            ch = self.text[self.i] if self.i < self.n else ""
-            if ch == "[":
-                self.i += 1
-                stack.append(["array", target, 0])
-            elif ch == "{":
-                self.i += 1
-                stack.append(["table", target, 0])
-            else:
-                self.skip_scalar()
-
-        open_or_skip(path)
-        while stack:
-            frame = stack[-1]
-            kind, base = frame[0], frame[1]
-            self.skip_blank(newlines=True)
-            if self.i >= self.n:
-                return
-            ch = self.text[self.i]
-            if ch == ",":
-                self.i += 1
-            elif (kind == "array" and ch == "]") or (kind == "table" and ch == "}"):
-                self.i += 1
-                stack.pop()
-            elif kind == "array":
-                index = frame[2]
-                frame[2] += 1
-                element = f"{base}[{index}]"
-                self.record(element, self.i)
-                open_or_skip(element)
-            else:
-                target = self.record_key(base, self.read_key())
-                self.skip_blank(newlines=False)
-                if self.i < self.n and self.text[self.i] == "=":
-                    self.i += 1
-                self.skip_blank(newlines=False)
-                open_or_skip(target)
-
-    def record_key(self, base: str, keys: list[tuple[str, int]]) -> str:
-        """Record every dotted prefix of ``base`` + ``keys``; returns the full key."""
-        target = base
-        for name, start in keys:
-            target = f"{target}.{name}" if target else name
-            self.record(target, start)
-        return target
+        if key not in self.positions:  # the first place a key is written wins
+            self.positions[key] = self.where(index)
 
     def document(self) -> dict[str, tuple[int, int]]:
         table: Path = ()
         array_tables: dict[Path, int] = {}  # header path (no indices) -> current element index
 
-        def resolve(names: list[str]) -> Path:
+        def resolve(names: tuple[str, ...]) -> Path:
             out: list[Any] = []
-            plain: list[str] = []
-            for name in names:
-                plain.append(name)
+            for depth, name in enumerate(names, 1):
                 out.append(name)
-                current = array_tables.get(tuple(plain))
+                current = array_tables.get(names[:depth])
                 if current is not None:
                     out.append(current)
             return tuple(out)
 
-        while True:
-            self.skip_blank(newlines=True)
-            if self.i >= self.n:
-                return self.positions
-            start = self.i
-            if self.text[self.i] == "[":
-                is_array = self.text.startswith("[[", self.i)
-                self.i += 2 if is_array else 1
-                keys = self.read_key()
-                names = [k for k, _ in keys]
-                self.skip_blank(newlines=False)
-                while self.i < self.n and self.text[self.i] == "]":
-                    self.i += 1
-                self.skip_blank(newlines=False)  # records a trailing comment
-                self.i = self.text.find("\n", self.i)
-                if self.i < 0:
-                    self.i = self.n
-                if is_array:
-                    plain = tuple(names)
-                    array_tables[plain] = array_tables.get(plain, -1) + 1
+        for statement in self.scanner.statements():
+            if statement.kind == "header":
+                names = statement.names
+                if statement.is_array:
+                    array_tables[names] = array_tables.get(names, -1) + 1
                     # Deeper array tables restart under a new parent element.
                     for other in list(array_tables):
-                        if len(other) > len(plain) and other[: len(plain)] == plain:
+                        if len(other) > len(names) and other[: len(names)] == names:
                             del array_tables[other]
                     table = resolve(names)
-                    self.record(format_path(table[:-1]), start)
+                    self.record(format_path(table[:-1]), statement.first)
                 else:
                     table = resolve(names)
-                self.record(format_path(table), start)
-                continue
-            target = self.record_key(format_path(table), self.read_key())
-            self.skip_blank(newlines=False)
-            if self.i < self.n and self.text[self.i] == "=":
-                self.i += 1
-            self.skip_blank(newlines=False)
-            self.value(target)
+                self.record(format_path(table), statement.first)
+            elif statement.kind == "entry":
+                target = _record_key(format_path(table), statement.keys, self.record)
+                self.scanner.value_end(statement.value_start, target, self.record)
+        return self.positions
 
 
 def scan_positions(text: str) -> dict[str, tuple[int, int]]:
-    return _Scan(text).document()
+    return _Positions(text).document()
+
+
+def scan_comments(text: str) -> list[tuple[int, int, str]]:
+    """Every comment as (line, column of "#", its text), wherever it sits, strings skipped."""
+    return [(line, column, text[start:end].rstrip("\r"))
+            for start, end, line, column in TomlScanner(text).comments()]

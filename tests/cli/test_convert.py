@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kforge_cli.config.legacy import convert_text
+from kforge_cli.convert import convert_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,7 +101,7 @@ def test_diff(kforge, legacy, current):
 
 
 def test_diff_applies_with_patch(kforge, legacy, tmp_path):
-    patch = subprocess.run(["which", "patch"], capture_output=True)
+    patch = subprocess.run(["which", "patch"], capture_output=True, check=False)
     if patch.returncode:
         pytest.skip("patch(1) is not installed")
     run = kforge("convert", "--diff", legacy, expect=0)
@@ -323,6 +324,68 @@ def test_usage_errors_exit_2_and_touch_nothing(kforge, tmp_path, monkeypatch, ar
     assert Path("a.toml").read_text() == LEGACY
 
 
+# -- stdin -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stdin(monkeypatch):
+    def feed(data: str | bytes) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+
+    return feed
+
+
+def test_stdin_is_converted_to_stdout(kforge, stdin):
+    stdin(LEGACY)
+    run = kforge("convert", "-", expect=0)
+    assert run.stdout == CONVERTED
+
+
+def test_stdin_filename_names_it_in_messages(kforge, stdin):
+    stdin(LEGACY)
+    run = kforge("convert", "--check", "-", "--stdin-filename", "configs/job.toml", expect=1)
+    assert "would convert configs/job.toml" in run.stderr
+    stdin("[model.vlm]\narch = \n")
+    run = kforge("convert", "-", "--stdin-filename", "configs/job.toml", expect=1)
+    assert "configs/job.toml: not valid TOML at line 2" in run.stderr
+    stdin(b"\xff[model]\n")
+    run = kforge("convert", "-", expect=1)
+    assert "<stdin>: not UTF-8" in run.stderr
+
+
+def test_stdin_diff_and_output_file(kforge, stdin, tmp_path):
+    stdin(LEGACY)
+    run = kforge("convert", "--diff", "-", "--stdin-filename", "job.toml", expect=0)
+    assert run.stdout.startswith("--- job.toml\n+++ job.toml\n")
+    stdin(LEGACY)
+    out = tmp_path / "out.toml"
+    kforge("convert", "-", "-o", out, expect=0)
+    assert out.read_text() == CONVERTED
+
+
+def test_stdin_beside_files(kforge, stdin, current):
+    stdin(LEGACY)
+    run = kforge("convert", current, "-", expect=0)
+    assert run.stdout == f"# ==> {current} <==\n{CURRENT}# ==> <stdin> <==\n{CONVERTED}"
+
+
+@pytest.mark.parametrize("args", [
+    ["--in-place", "-"],
+    ["--in-place", "a.toml", "-"],
+    ["-", "-"],
+    ["--stdin-filename", "x.toml", "a.toml"],
+])
+def test_stdin_usage_errors_are_one_line(kforge, stdin, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    Path("a.toml").write_text(LEGACY)
+    stdin(LEGACY)
+    run = kforge("convert", *args, expect=2)
+    assert len(run.stderr.strip().splitlines()) == (2 if "--stdin-filename" in args else 1), run.stderr
+    assert run.stdout == ""
+    assert Path("a.toml").read_text() == LEGACY
+
+
 # -- the shared fixtures and the examples -------------------------------------------
 
 
@@ -362,7 +425,7 @@ def test_importing_the_command_module_stays_cheap():
     # imports the other commands, which answer for their own imports.
     code = (
         "import sys, kforge_cli.cli.commands.convert\n"
-        "print('kforge_cli.config.legacy' in sys.modules)\n"
+        "print('kforge_cli.convert' in sys.modules)\n"
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"

@@ -250,7 +250,7 @@ KILL_DRIVER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def large_legacy(tmp_path_factory, shared_fixtures) -> tuple[Path, bytes, bytes]:
     """A ~2 MB legacy config (long comment block), and what converting it yields."""
-    from kforge_cli.config.legacy import convert_text
+    from kforge_cli.convert import convert_text
 
     source = (shared_fixtures / "legacy" / "vlm_7b_cross_attn.legacy.toml").read_text()
     text = source + "".join(f"# training note {i:06d}: " + "lorem ipsum " * 5 + "\n" for i in range(25_000))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kforge_cli.config.legacy import (
+from kforge_cli.convert import (
     LEGACY_FIELD_MAP,
     Conflict,
     ConversionConflict,

@@ -1,18 +1,12 @@
-"""The pre-flatten VLM layout and its migration to the current one.
+"""Rewriting a legacy-layout job file as the current layout, as text.
 
-Before KempnerForge commit 18ba581 ("Flatten [model.vlm] into top-level
-[vision_encoder]/[adapter]/[vlm]") the whole VLM stack was one table nested in
-the model section, ``ModelConfig.vlm``.  The encoder and adapter knobs sat
-beside the arch knobs under prefixed names (``vision_encoder_path``,
-``adapter_hidden_dim``, ...).  The current loader has no ``model.vlm`` field,
-so such a file is rejected as an unknown key.
-
-``convert_text`` rewrites a legacy file as text, not through a TOML
-serializer, so that everything outside the moved table keeps its exact bytes.
-The legacy keys keep their value text and trailing comments; only the key
-name changes, and a comment block directly above a key travels with it.
-The result is re-parsed and compared with the expected data before it is
-returned, so a conversion either round-trips exactly or is refused.
+``convert_text`` edits the text rather than going through a TOML serializer, so
+everything outside the moved table keeps its exact bytes.  The legacy keys keep
+their value text and trailing comments; only the key name changes, and a comment
+block directly above a key travels with it.  Where things are comes from the one
+TOML scanner (``config.toml_source``); values come from tomllib.  The result is
+re-parsed and compared with the expected data before it is returned, so a
+conversion either round-trips exactly or is refused.
 """
 
 from __future__ import annotations
@@ -29,56 +23,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-LEGACY_TABLE = ("model", "vlm")
-
-# Every field the legacy VLMConfig family accepted (base class plus the
-# cross_attention and mot subclasses), mapped to where it lives now.  Only the
-# encoder and adapter fields changed section or name; the arch-level fields
-# kept their names under [vlm].
-LEGACY_FIELD_MAP: dict[str, tuple[str, str]] = {
-    "arch": ("vlm", "arch"),
-    "vision_encoder": ("vision_encoder", "type"),
-    "vision_encoder_path": ("vision_encoder", "path"),
-    "feature_dim": ("vision_encoder", "feature_dim"),
-    "num_tokens": ("vision_encoder", "num_tokens"),
-    "adapter_hidden_dim": ("adapter", "hidden_dim"),
-    "adapter_activation": ("adapter", "activation"),
-    "max_text_len": ("vlm", "max_text_len"),
-    "freeze": ("vlm", "freeze"),
-    "freeze_schedule": ("vlm", "freeze_schedule"),
-    "module_patterns": ("vlm", "module_patterns"),
-    "cross_attention_every_n_layers": ("vlm", "cross_attention_every_n_layers"),
-    "cross_attention_n_heads": ("vlm", "cross_attention_n_heads"),
-    "cross_attention_n_kv_heads": ("vlm", "cross_attention_n_kv_heads"),
-    "mot_modalities": ("vlm", "mot_modalities"),
-    "mot_image_n_heads": ("vlm", "mot_image_n_heads"),
-    "mot_image_n_kv_heads": ("vlm", "mot_image_n_kv_heads"),
-    "mot_warm_start_from_text": ("vlm", "mot_warm_start_from_text"),
-    "mot_warm_start_path": ("vlm", "mot_warm_start_path"),
-}
-
-# Legacy defaults, for tools that want to tell a user-written default apart.
-LEGACY_DEFAULTS: dict[str, Any] = {
-    "arch": "joint_decoder",
-    "vision_encoder": "",
-    "vision_encoder_path": "",
-    "feature_dim": 0,
-    "num_tokens": 0,
-    "adapter_hidden_dim": 0,
-    "adapter_activation": "gelu",
-    "max_text_len": 512,
-}
-
-# Order of the sections the conversion writes, as KempnerForge's own
-# migration laid them out.
-TARGET_SECTIONS = ("vision_encoder", "adapter", "vlm")
-
-
-def legacy_target(name: str) -> tuple[str, str]:
-    """Where a key of the legacy table goes; names the map does not know (a
-    typo, or a field added after the flatten, such as ``moma_*``) keep their
-    name under ``[vlm]`` so the loader reports them there."""
-    return LEGACY_FIELD_MAP.get(name, ("vlm", name))
+from kforge_cli.config.toml_source import InlinePair, KeyPart, Statement, TomlScanner
+from kforge_cli.convert.layout import LEGACY_TABLE, TARGET_SECTIONS, legacy_target
 
 
 class Move(NamedTuple):
@@ -186,204 +132,6 @@ def convert_text(text: str) -> ConversionResult:
 
 
 # --------------------------------------------------------------------------
-# A line scanner for valid TOML: it splits the text into whole-line elements
-# (blank, comment, table header, key/value entry) and records where each key
-# and value sits, which is all the rewrite needs.  Validity is checked by
-# tomllib first, so the scanner never has to report errors.
-
-_BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-@dataclass
-class _KeyPart:
-    name: str
-    start: int
-    end: int
-
-
-@dataclass
-class _Element:
-    kind: str  # "blank" | "comment" | "header" | "entry"
-    start: int
-    end: int
-    line: int
-    table: tuple[str, ...] = ()  # for entries: the table they are written in
-    keys: list[_KeyPart] = field(default_factory=list)
-    is_array: bool = False
-    key_start: int = 0
-    key_end: int = 0
-    value_start: int = 0
-    value_end: int = 0
-    after_key_syntax: int = 0  # headers: just past the closing bracket(s)
-    comment_start: int = -1  # trailing comment on the (last) line, -1 if none
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(part.name for part in self.keys)
-
-    @property
-    def full_path(self) -> tuple[str, ...]:
-        return self.names if self.kind == "header" else self.table + self.names
-
-
-def _skip_blank(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t":
-        pos += 1
-    return pos
-
-
-def _line_end(text: str, pos: int) -> int:
-    found = text.find("\n", pos)
-    return len(text) if found < 0 else found + 1
-
-
-def _string_end(text: str, pos: int) -> int:
-    """Index just past the string literal starting at ``pos``."""
-    quote = text[pos]
-    if text.startswith(quote * 3, pos):
-        i = pos + 3
-        while True:
-            if quote == '"' and text[i] == "\\":
-                i += 2
-                continue
-            if text.startswith(quote * 3, i):
-                # Up to two quotes of content may sit right before the closing three.
-                while i < len(text) and text[i] == quote:
-                    i += 1
-                return i
-            i += 1
-    i = pos + 1
-    while text[i] != quote:
-        i += 2 if (quote == '"' and text[i] == "\\") else 1
-    return i + 1
-
-
-def _scan_value(text: str, pos: int, stops: str = "") -> int:
-    """End of the value starting at ``pos``: the first newline or comment at
-    bracket depth 0, or a character of ``stops`` (inline-table separators)."""
-    depth = 0
-    i = pos
-    while i < len(text):
-        char = text[i]
-        if char in "\"'":
-            i = _string_end(text, i)
-            continue
-        if char in "[{":
-            depth += 1
-        elif char in "]}":
-            if depth == 0:
-                return i
-            depth -= 1
-        elif char == "#":
-            if depth == 0:
-                return i
-            i = _line_end(text, i) - 1
-            continue
-        elif char in "\r\n" and depth == 0:
-            return i
-        elif char in stops and depth == 0:
-            return i
-        i += 1
-    return i
-
-
-def _decode_quoted_key(raw: str) -> str:
-    if raw.startswith("'") or "\\" not in raw:
-        return raw[1:-1]
-    return next(iter(tomllib.loads(f"{raw} = 0")))
-
-
-def _parse_key(text: str, pos: int) -> tuple[list[_KeyPart], int]:
-    """A dotted key starting at ``pos``; returns its parts and the end of the last one."""
-    parts: list[_KeyPart] = []
-    while True:
-        start = _skip_blank(text, pos)
-        if text[start] in "\"'":
-            end = _string_end(text, start)
-            name = _decode_quoted_key(text[start:end])
-        else:
-            end = start
-            while end < len(text) and text[end] in _BARE_KEY_CHARS:
-                end += 1
-            name = text[start:end]
-        parts.append(_KeyPart(name, start, end))
-        after = _skip_blank(text, end)
-        if after < len(text) and text[after] == ".":
-            pos = after + 1
-            continue
-        return parts, end
-
-
-def _trailing_comment(text: str, pos: int) -> int:
-    pos = _skip_blank(text, pos)
-    return pos if pos < len(text) and text[pos] == "#" else -1
-
-
-def _scan(text: str) -> list[_Element]:
-    elements: list[_Element] = []
-    table: tuple[str, ...] = ()
-    pos, line = 0, 1
-    while pos < len(text):
-        first = _skip_blank(text, pos)
-        if first >= len(text) or text[first] in "\r\n":
-            element = _Element("blank", pos, _line_end(text, pos), line)
-        elif text[first] == "#":
-            element = _Element("comment", pos, _line_end(text, pos), line)
-        elif text[first] == "[":
-            is_array = text.startswith("[[", first)
-            keys, key_end = _parse_key(text, first + (2 if is_array else 1))
-            close = _skip_blank(text, key_end) + (2 if is_array else 1)
-            element = _Element(
-                "header", pos, _line_end(text, close), line, keys=keys, is_array=is_array,
-                key_start=keys[0].start, key_end=key_end, after_key_syntax=close,
-                comment_start=_trailing_comment(text, close),
-            )
-            table = element.names
-        else:
-            keys, key_end = _parse_key(text, first)
-            value_start = _skip_blank(text, _skip_blank(text, key_end) + 1)  # past "="
-            stop = _scan_value(text, value_start)
-            value_end = stop
-            while value_end > value_start and text[value_end - 1] in " \t":
-                value_end -= 1
-            element = _Element(
-                "entry", pos, _line_end(text, stop), line, table=table, keys=keys,
-                key_start=keys[0].start, key_end=key_end, value_start=value_start,
-                value_end=value_end, comment_start=_trailing_comment(text, stop),
-            )
-        elements.append(element)
-        line += text.count("\n", pos, element.end)
-        pos = element.end
-    return elements
-
-
-@dataclass
-class _Pair:
-    """One ``key = value`` of an inline table."""
-
-    keys: list[_KeyPart]
-    key_end: int
-    value_end: int
-
-
-def _inline_pairs(text: str, open_brace: int) -> list[_Pair]:
-    pairs: list[_Pair] = []
-    pos = open_brace + 1
-    while True:
-        pos = _skip_blank(text, pos)
-        if text[pos] == "}":
-            return pairs
-        keys, key_end = _parse_key(text, pos)
-        value_start = _skip_blank(text, _skip_blank(text, key_end) + 1)
-        stop = _scan_value(text, value_start, stops=",")
-        value_end = stop
-        while value_end > value_start and text[value_end - 1] in " \t":
-            value_end -= 1
-        pairs.append(_Pair(keys, key_end, value_end))
-        pos = stop + 1 if text[stop] == "," else stop
-
-
-# --------------------------------------------------------------------------
 # Grouping a table body into movable chunks.
 
 
@@ -407,7 +155,7 @@ class _Body:
     tail: list[int]  # trailing blank lines and comments that stay where they are
 
 
-def _group_body(elements: list[_Element], indices: list[int], ends_at_header: bool) -> _Body:
+def _group_body(elements: list[Statement], indices: list[int], ends_at_header: bool) -> _Body:
     """Attach comment blocks to keys.
 
     A block directly above a key belongs to that key.  At the end of the body,
@@ -500,7 +248,8 @@ class _Converter:
         self.data = data
         self.legacy = legacy
         self.newline = "\r\n" if "\r\n" in text else "\n"
-        self.elements = _scan(text)
+        self.scanner = TomlScanner(text)
+        self.elements = list(self.scanner.statements())
         self.regions = self._regions()
         self.removed: set[int] = set()
         self.replaced: dict[int, str] = {}
@@ -620,11 +369,11 @@ class _Converter:
 
     def _legacy_fields(
         self, main: _Region | None, subtables: list[_Region], hosts: list[tuple[_Region, list[int]]],
-    ) -> tuple[dict[str, int], dict[int, list[_Pair]]]:
+    ) -> tuple[dict[str, int], dict[int, list[InlinePair]]]:
         """Each legacy field with the line it is first written on, and the
         parsed pairs of every `vlm = {...}` entry."""
         found: list[tuple[int, str]] = []
-        inline_pairs: dict[int, list[_Pair]] = {}
+        inline_pairs: dict[int, list[InlinePair]] = {}
         if main is not None:
             found += [(self.elements[i].line, self.elements[i].names[0])
                       for i in main[1] if self.elements[i].kind == "entry"]
@@ -638,7 +387,7 @@ class _Converter:
                     raise ConversionError(
                         f"line {element.line}: model.vlm is not a table; fix it by hand"
                     )
-                inline_pairs[i] = _inline_pairs(self.text, element.value_start)
+                inline_pairs[i] = self.scanner.inline_pairs(element.value_start)
                 found += [(element.line, pair.keys[0].name) for pair in inline_pairs[i]]
         for header, _ in subtables:
             found.append((self.elements[header].line, self.elements[header].names[2]))
@@ -687,7 +436,7 @@ class _Converter:
         header, _ = region
         head = self.elements[header]
         if head.comment_start >= 0:
-            self.vlm_header_comment = self.text[head.after_key_syntax:head.end].rstrip("\r\n")
+            self.vlm_header_comment = self.text[head.syntax_end:head.end].rstrip("\r\n")
         body = self._body(region)
         self.vlm_notes.extend(self._source(i) for i in body.header_comments)
         for chunk in body.chunks:
@@ -699,7 +448,7 @@ class _Converter:
         return self._end_of_keys(region, body)
 
     def _take_from_host(
-        self, host: tuple[_Region, list[int]], inline_pairs: dict[int, list[_Pair]],
+        self, host: tuple[_Region, list[int]], inline_pairs: dict[int, list[InlinePair]],
     ) -> int:
         """Move the `vlm.*` / `vlm = {...}` entries out of [model] or the root
         table; returns where the new sections go (right after that table's keys)."""
@@ -716,13 +465,13 @@ class _Converter:
         self._remove_from_host(body, legacy_chunks)
         return self._end_of_keys(region, body)
 
-    def _comment_line(self, element: _Element) -> str:
+    def _comment_line(self, element: Statement) -> str:
         """The trailing comment of ``element`` as a line of its own."""
         indent = self.text[element.start:element.key_start]
         comment = self.text[element.comment_start:element.end].rstrip("\r\n")
         return indent + comment + self.newline
 
-    def _renamed_key(self, field_part: _KeyPart, end: int) -> str:
+    def _renamed_key(self, field_part: KeyPart, end: int) -> str:
         """The key text from ``field_part`` to ``end``, with the field renamed."""
         _, target = legacy_target(field_part.name)
         head = target if target != field_part.name else self.text[field_part.start:field_part.end]
@@ -735,7 +484,7 @@ class _Converter:
         rest = "".join(self._source(i) for i in prefix[cut:])
         return blank, rest
 
-    def _add_chunk(self, chunk: _Chunk, field_part: _KeyPart) -> None:
+    def _add_chunk(self, chunk: _Chunk, field_part: KeyPart) -> None:
         element = self.elements[chunk.entry]
         section, _ = legacy_target(field_part.name)
         blank, prefix = self._split_prefix(chunk.prefix)
@@ -751,7 +500,7 @@ class _Converter:
                 + self._renamed_key(field_part, element.end))
         self.units[section].append(_Unit(blank, prefix + self._with_newline(line) + suffix))
 
-    def _add_inline(self, chunk: _Chunk, pairs: list[_Pair]) -> None:
+    def _add_inline(self, chunk: _Chunk, pairs: list[InlinePair]) -> None:
         """Split `vlm = {...}` into one line per pair; its comments describe the
         table as a whole, so they go to [vlm]."""
         element = self.elements[chunk.entry]
