@@ -69,9 +69,7 @@ class UnknownGPUError(ValueError):
 
 
 def _key(name: str) -> str:
-    text = name.strip().lower()
-    if text.startswith("nvidia "):
-        text = text[len("nvidia "):]
+    text = name.strip().lower().removeprefix("nvidia ")
     return "".join(ch for ch in text if ch.isalnum())
 
 

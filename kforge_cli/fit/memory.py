@@ -87,6 +87,8 @@ _OPTIMIZER_STATES = {"adamw": 2.0, "lion": 1.0, "schedule_free_adamw": 3.0}
 _LINEAR_TP = re.compile(r"\.attention\.(q|k|v|o)_proj\.weight$")
 _MLP_TP = re.compile(r"\.mlp\.(gate|up|down)_proj\.weight$")
 _LAYER = re.compile(r"^(?:transformer\.)?layers\.(\d+)\.")
+# Routed expert weights: one module per expert, or three packed (E, ...) tensors.
+_EXPERT = re.compile(r"\.mlp\.(experts\.|(up|down|gate)_w$)")
 
 
 class ParamLike(Protocol):
@@ -275,10 +277,10 @@ def classify(params: Sequence[ParamLike], facts: Facts, layout: Layout, frozen: 
                     unit = f"layer{layer}.mlp"
                 else:
                     unit = "root"
-            if layout.tp > 1 and standard_blocks:
-                if _LINEAR_TP.search(name) or (layer not in moe_layers and _MLP_TP.search(name)):
-                    numel /= layout.tp
-            if layer in moe_layers and ".experts." in name and layout.ep > 1:
+            tp_sharded = _LINEAR_TP.search(name) or (layer not in moe_layers and _MLP_TP.search(name))
+            if layout.tp > 1 and standard_blocks and tp_sharded:
+                numel /= layout.tp
+            if layer in moe_layers and _EXPERT.search(name) and layout.ep > 1:
                 numel /= layout.ep
             if ranges is not None:
                 stage = next(i for i, (a, b) in enumerate(ranges) if a <= layer < b)
@@ -406,6 +408,14 @@ def _vlm_front(facts: Facts, job: Any) -> float:
     a = facts.act_bytes
     per_token = a * feature + 2 * a * hidden + a * facts.shape.dim
     return facts.batch * facts.image_tokens * per_token
+
+
+def stage_moments(job: Any, params: Sequence[ParamLike], layout: Layout, frozen: set[str],
+                  stage: int = 0) -> list[Moment]:
+    """Every moment kforge evaluates for one pipeline stage (all ranks when pp == 1)."""
+    facts = read_facts(job)
+    ranges = stage_layer_ranges(facts.n_layers, layout.pp) if layout.pp > 1 else [(0, facts.n_layers)]
+    return _moments(job, facts, layout, classify(params, facts, layout, frozen), stage, ranges[stage])
 
 
 def memory_per_stage(job: Any, params: Sequence[ParamLike], layout: Layout, frozen: set[str]

@@ -105,7 +105,9 @@ def _frozen_names(job: Any, params: Sequence[ParamLike]) -> set[str]:
     frozen = {p.name for p in params if getattr(p, "frozen_at_construction", False)}
     if getattr(job, "vlm", None) is None:
         return frozen
-    from kforge_cli.freeze.plan import plan_for_job  # noqa: PLC0415 - only VLM jobs freeze
+    from kforge_cli.freeze.plan import (
+        plan_for_job,  # only VLM jobs freeze: keep the import lazy
+    )
 
     plan = plan_for_job(job, params)
     trainable = set(plan.optimizer_param_names)
