@@ -468,7 +468,7 @@ def _moments(job: Any, facts: Facts, layout: Layout, params: list[_Param], stage
     if pp:
         warmup = n_mb if facts.pp_schedule == "gpipe" else min(n_mb, layout.pp - stage)
         in_flight = max(1, warmup)
-        boundary = 2 * a * facts.shape.dim * facts.batch * facts.residual_tokens  # stage input + output kept
+        boundary = 2.0 * a * facts.shape.dim * facts.batch * facts.residual_tokens  # stage input + output kept
     else:
         in_flight = 1
         boundary = 0.0

@@ -77,9 +77,9 @@ def _candidates(job: Any, world_size: int) -> list[Overrides]:
     for ac in ac_options:
         for other in batch_options + tp_options + pp_options:
             out.append([f"train.activation_checkpointing={ac}", *other])
-    for tp in tp_options:
+    for tp_change in tp_options:
         for other in batch_options:
-            out.append([*tp, *other])
+            out.append([*tp_change, *other])
     return out
 
 
