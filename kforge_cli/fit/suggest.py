@@ -1,0 +1,103 @@
+"""``suggest``: the cheapest config changes that make a job fit.
+
+Candidates are the knobs that trade speed for memory without changing the
+model: activation checkpointing, micro-batch size (keeping the global batch
+by raising grad_accum_steps), tensor and pipeline parallel degrees (dp_shard
+re-resolved). Each candidate is predicted with the same model as the job;
+those that fit and that the caller's ``is_valid`` accepts are returned,
+fastest first by the model-FLOPs speed estimate of ``throughput.relative_speed``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kforge_cli.fit.gpus import GPU
+from kforge_cli.fit.layout import LayoutError, resolve_layout
+from kforge_cli.fit.memory import ParamLike
+from kforge_cli.fit.predict import predict
+from kforge_cli.fit.throughput import relative_speed
+
+Overrides = list[str]
+
+
+@dataclass
+class Suggestion:
+    overrides: Overrides  # dotted KEY=VALUE, the trainer's --set form
+    peak_gib: float
+    high_gib: float
+    verdict: str
+    relative_speed: float  # vs the job as written (1.0 = as fast)
+
+
+def apply_overrides(job: Any, overrides: Sequence[str]) -> Any:
+    """A copy of ``job`` with dotted ``section.field=value`` overrides set (values already typed)."""
+    changed = copy.deepcopy(job)
+    for item in overrides:
+        key, _, text = item.partition("=")
+        section_name, _, field_name = key.partition(".")
+        section = getattr(changed, section_name)
+        current = getattr(section, field_name)
+        value: Any = text
+        if isinstance(current, bool):
+            value = text.lower() == "true"
+        elif isinstance(current, int):
+            value = int(text)
+        setattr(section, field_name, value)
+    return changed
+
+
+def _candidates(job: Any, world_size: int) -> list[Overrides]:
+    train, dist, model = job.train, job.distributed, job.model
+    out: list[Overrides] = []
+    mode = getattr(train.activation_checkpointing, "value", train.activation_checkpointing)
+    ac_options = [m for m in ("selective", "full") if m != mode and not (mode == "full" and m == "selective")]
+    batch_options: list[Overrides] = []
+    batch, accum = int(train.batch_size), int(train.grad_accum_steps)
+    while batch > 1:
+        batch //= 2
+        accum *= 2
+        batch_options.append([f"train.batch_size={batch}", f"train.grad_accum_steps={accum}"])
+    tp_options: list[Overrides] = []
+    heads, kv = int(model.n_heads), int(model.n_kv_heads if model.n_kv_heads is not None else model.n_heads)
+    for tp in (2, 4, 8):
+        if tp > int(dist.tp) and heads % tp == 0 and kv % tp == 0 and world_size % tp == 0:
+            tp_options.append([f"distributed.tp={tp}", "distributed.dp_shard=-1"])
+    pp_options: list[Overrides] = []
+    if getattr(job, "vlm", None) is None and not int(model.num_experts or 0) and not model.tie_embeddings:
+        for pp in (2, 4, 8):
+            if pp > int(dist.pp) and pp <= int(model.n_layers) and world_size % pp == 0:
+                extra = [] if int(train.grad_accum_steps) >= pp else [f"train.grad_accum_steps={pp}"]
+                pp_options.append([f"distributed.pp={pp}", "distributed.dp_shard=-1", *extra])
+    singles = [[f"train.activation_checkpointing={m}"] for m in ac_options] + batch_options + tp_options + pp_options
+    out.extend(singles)
+    for ac in ac_options:
+        for other in batch_options + tp_options + pp_options:
+            out.append([f"train.activation_checkpointing={ac}", *other])
+    for tp_change in tp_options:
+        for other in batch_options:
+            out.append([*tp_change, *other])
+    return out
+
+
+def suggest(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int,
+            is_valid: Callable[[Overrides], bool] = lambda overrides: True, limit: int = 5) -> list[Suggestion]:
+    """Changes after which the job is predicted to fit (optimistic bound included), fastest first."""
+    base_layout = resolve_layout(job, world_size)
+    base_speed = relative_speed(job, base_layout)
+    found: list[Suggestion] = []
+    for overrides in _candidates(job, world_size):
+        try:
+            changed = apply_overrides(job, overrides)
+            result = predict(changed, params, gpu=gpu, world_size=world_size)
+        except (LayoutError, ValueError, AttributeError):
+            continue
+        if result.verdict != "fits" or not is_valid(overrides):
+            continue
+        speed = relative_speed(changed, result.layout) / base_speed
+        found.append(Suggestion(overrides, result.memory.peak_gib, result.memory.high_gib, result.verdict, speed))
+    found.sort(key=lambda s: (-round(s.relative_speed, 3), len(s.overrides), s.peak_gib))
+    return found[:limit]
