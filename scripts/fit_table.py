@@ -53,13 +53,13 @@ def predict_row(row: dict[str, Any]) -> Outcome:
 
     from kforge_cli.config import load_job_text
     from kforge_cli.fit import lookup_gpu, predict
-    from kforge_cli.model import build_meta_model
+    from kforge_cli.manifest import build_manifest
 
     loaded = load_job_text(tomli_w.dumps(row["job"]), path=row["id"])
     if loaded.job is None or loaded.has_errors:
         messages = "; ".join(f.message for f in loaded.findings if f.is_error)
         return Outcome(row, None, None, None, None, None, error=f"config does not load: {messages}")
-    meta = build_meta_model(loaded.job)
+    meta = build_manifest(loaded.job)
     result = predict(loaded.job, meta.parameters, gpu=lookup_gpu(row["gpu"]), world_size=row["world_size"])
     return Outcome(row, result.memory.rank0.peak_gib, result.memory.worst.peak_gib, result.verdict,
                    result.confidence, result.throughput.mfu_pct)

@@ -25,7 +25,7 @@ from kforge_cli.fit import (
 )
 from kforge_cli.fit import activations as act
 from kforge_cli.fit.memory import GIB, stage_moments
-from kforge_cli.model import build_meta_model
+from kforge_cli.manifest import build_manifest
 
 SMALL = """
 [model]
@@ -58,7 +58,7 @@ def _job(text: str = SMALL, *sets: str):
 
 
 def _params(job):
-    return build_meta_model(job).parameters
+    return build_manifest(job).parameters
 
 
 def _loss_moment(job, world_size: int, stage: int = 0):
