@@ -96,7 +96,7 @@ def _shown(value: Any, limit: int, depth: int) -> str:
     if isinstance(value, int):
         if value.bit_length() > 64:
             digits = int(value.bit_length() * 0.30103) + 1
-            return f"{'-' if value < 0 else ''}<integer of about {digits:,} digits>"
+            return f"{'-' if value < 0 else ''}<an integer of about {digits:,} digits>"
         return repr(value)
     if isinstance(value, float):
         return repr(value)
@@ -117,6 +117,8 @@ def _shown(value: Any, limit: int, depth: int) -> str:
         if len(value) > SHOWN_ITEMS:
             parts.append(f"\u2026 {len(value) - SHOWN_ITEMS} more")
         open_, close = {list: "[]", tuple: "()", dict: "{}"}.get(type(value), "{}")
+        if isinstance(value, tuple) and len(value) == 1:
+            close = ",)"
         text = open_ + ", ".join(parts) + close
         return text if len(text) <= 4 * limit else text[: 4 * limit] + "\u2026" + close
     name = type(value).__name__

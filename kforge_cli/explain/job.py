@@ -35,7 +35,7 @@ from kforge_cli.config.vlm import (
 from kforge_cli.findings import Finding
 from kforge_cli.lint.engine import FileReport, Options, check_file
 from kforge_cli.lint.settings import SettingsFinder
-from kforge_cli.manifest import ModelTooLarge
+from kforge_cli.manifest import ModelNotDescribed, ModelTooLarge
 from kforge_cli.rules.rule import LOAD
 
 __all__ = [
@@ -344,7 +344,7 @@ def explain_report(report: FileReport) -> Explanation:
     failure = None
     if report.model_error is not None:
         error = report.model_error
-        failure = BuildFailure(error.message, error.key, error.hint, fatal=not isinstance(error, ModelTooLarge))
+        failure = BuildFailure(error.message, error.key, error.hint, fatal=not isinstance(error, (ModelTooLarge, ModelNotDescribed)))
     explanation.params = _param_counts(job, report.model, report.plan, failure)
     explanation.token_budget = _token_budget(job, report.model)
     return explanation

@@ -224,14 +224,14 @@ def build_model(job: Any, source: str = MANIFEST) -> Any:
 
 
 def _build_model(report: FileReport, subject: Subject, options: Options) -> None:
-    from kforge_cli.manifest import ModelBuildError, ModelTooLarge
+    from kforge_cli.manifest import ModelBuildError, ModelNotDescribed, ModelTooLarge
     from kforge_cli.rules.advice import NOTE
     from kforge_cli.rules.build import MODEL_BUILD_FAILS
 
     bad = _bad_keys(report)
     try:
         subject.manifest = build_model(subject.job, options.model_source)
-    except ModelTooLarge as exc:
+    except (ModelTooLarge, ModelNotDescribed) as exc:
         report.model_error = exc
         report.findings.append(NOTE.finding(
             f"parameter-level checks skipped, the model was not built: {exc.message}", exc.key, exc.hint))

@@ -18,7 +18,7 @@ from kforge_cli.manifest.describe import (
     build_manifest,
     describe_model,
 )
-from kforge_cli.manifest.errors import ModelBuildError, ModelTooLarge
+from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, ModelTooLarge
 from kforge_cli.manifest.knobs import cross_attention_after_layers
 from kforge_cli.manifest.result import (
     LIMIT_PHRASES,
@@ -42,6 +42,7 @@ __all__ = [
     "Manifest",
     "ModelBuildError",
     "ModelDescription",
+    "ModelNotDescribed",
     "ModelTooLarge",
     "ParamInfo",
     "ResolvedEncoder",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kforge_cli.manifest.bounds import check_tensor_count
-from kforge_cli.manifest.errors import ModelBuildError, safe_repr, show
+from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, safe_repr, show
 from kforge_cli.manifest.knobs import (
     TEXT_MODEL_TYPES,
     TextSpec,
@@ -131,6 +131,12 @@ def _describe_text_only(job: Any, text: TextSpec) -> ModelDescription:
                 "some pipeline stage would get no layer", "distributed.pp",
                 f"use at most {show(text.n_layers)} pipeline stages")
     elif text.model_type not in TEXT_MODEL_TYPES:
+        from kforge_cli.config.registry import registry
+
+        if ("model", text.model_type) in registry:
+            raise ModelNotDescribed(f"model.model_type = {safe_repr(text.model_type)} comes from a plugin, so "
+                                    "kforge cannot list its parameters", "model.model_type",
+                                    "the parameter-level checks need the built-in transformer")
         raise ModelBuildError(
             f"model.model_type {safe_repr(text.model_type)} is not a registered text model",
             "model.model_type", "use model_type = \"transformer\"")

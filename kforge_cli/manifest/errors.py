@@ -7,13 +7,9 @@ into a message passes through :func:`show` first.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-# Past this many bits (about 30 digits) a number is summarised, not spelled out.
-_SPELLED_OUT_BITS = 100
-_MAX_REPR_CHARS = 80
-
+from kforge_cli.findings import shown
 
 class ModelBuildError(Exception):
     """The trainer would fail while constructing the model for this job.
@@ -36,22 +32,15 @@ class ModelTooLarge(ModelBuildError):
     """Not a failure of the reference: the model is too large for kforge to list here."""
 
 
+class ModelNotDescribed(ModelBuildError):
+    """Not a failure of the reference: a plugin's component, whose parameters kforge cannot know."""
+
+
 def show(value: Any) -> str:
     """``value`` as message text; integers too long to read become their digit count."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _SPELLED_OUT_BITS:
-        digits = math.floor(value.bit_length() * math.log10(2)) + 1
-        return f"{'-' if value < 0 else ''}<an integer of about {digits:,} digits>"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(show(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return safe_repr(value)
+    return shown(value)
 
 
 def safe_repr(value: Any) -> str:
     """repr() that neither raises on huge integers nor floods a message."""
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= _MAX_REPR_CHARS else text[:_MAX_REPR_CHARS - 3] + "..."
+    return shown(value)

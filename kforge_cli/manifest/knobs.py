@@ -23,7 +23,7 @@ from kforge_cli.config.vision import (
 )
 from kforge_cli.config.vision import pooled_token_count as _pooled_token_count
 from kforge_cli.config.vlm import cross_attention_after_layers  # noqa: F401 - re-exported
-from kforge_cli.manifest.errors import ModelBuildError, safe_repr, show
+from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, safe_repr, show
 
 # What this builder knows how to build (a plugin may register more names; those
 # are reported as unbuildable rather than guessed).
@@ -92,7 +92,14 @@ def _require(condition: bool, message: str, key: str, hint: str) -> None:
         raise ModelBuildError(message, key, hint)
 
 
-def _choice(value: str, options: tuple[str, ...], key: str) -> str:
+def _choice(value: str, options: tuple[str, ...], key: str, category: str | None = None) -> str:
+    if value not in options and category is not None:
+        from kforge_cli.config.registry import registry
+
+        if (category, value) in registry:
+            # Registered by a plugin: the trainer builds it with the plugin's code, which kforge cannot see.
+            raise ModelNotDescribed(f"{key} = {safe_repr(value)} comes from a plugin, so kforge cannot list its "
+                                    "parameters", key, "the parameter-level checks need a built-in component")
     _require(value in options, f"unknown {key} {safe_repr(value)}", key,
              "use one of: " + ", ".join(repr(o) for o in options))
     return value
@@ -253,7 +260,7 @@ def read_vision_spec(vision: Any) -> VisionSpec:
         feature_dim=as_int(_get(vision, "feature_dim", 0), "vision_encoder.feature_dim"),
         num_tokens=as_int(_get(vision, "num_tokens", 0), "vision_encoder.num_tokens"),
     )
-    _choice(spec.type, VISION_ENCODERS, "vision_encoder.type")
+    _choice(spec.type, VISION_ENCODERS, "vision_encoder.type", "vision_encoder")
     _require(spec.feature_dim >= 0, "vision_encoder.feature_dim must be non-negative",
              "vision_encoder.feature_dim", "use 0 to take the encoder's own width")
     _require(spec.num_tokens >= 0, "vision_encoder.num_tokens must be non-negative",
@@ -285,7 +292,7 @@ def read_adapter_spec(adapter: Any) -> AdapterSpec:
         pool_window=as_int(_get(adapter, "pool_window", 2), "adapter.pool_window"),
         pool_heads=as_int(_get(adapter, "pool_heads", 16), "adapter.pool_heads"),
     )
-    _choice(spec.type, ADAPTER_TYPES, "adapter.type")
+    _choice(spec.type, ADAPTER_TYPES, "adapter.type", "adapter")
     _choice(spec.activation, ADAPTER_ACTIVATIONS, "adapter.activation")
     _require(spec.hidden_dim >= 0, "adapter.hidden_dim must be non-negative",
              "adapter.hidden_dim", "use 0 to match model.dim")
@@ -354,7 +361,7 @@ def _modalities(value: Any, key: str) -> tuple[str, ...]:
 
 
 def read_vlm_spec(vlm: Any) -> VLMSpec:
-    arch = _choice(_as_str(_get(vlm, "arch", "joint_decoder")), VLM_ARCHES, "vlm.arch")
+    arch = _choice(_as_str(_get(vlm, "arch", "joint_decoder")), VLM_ARCHES, "vlm.arch", "vlm_config")
     max_text_len = as_int(_get(vlm, "max_text_len", 512), "vlm.max_text_len")
     _require(max_text_len > 0, "vlm.max_text_len must be positive", "vlm.max_text_len",
              "set the fixed text padding length, e.g. 512")

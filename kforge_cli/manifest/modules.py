@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from kforge_cli.config.vision import RANDOM_ENCODER_FEATURE_DIM, RANDOM_ENCODER_TOKENS
 from kforge_cli.manifest.bounds import check_experts, check_layers
-from kforge_cli.manifest.errors import ModelBuildError, safe_repr, show
+from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, safe_repr, show
 from kforge_cli.manifest.knobs import (
     DIVISIBLE_ONLY_POOLING_ADAPTERS,
     AdapterSpec,
@@ -136,6 +136,12 @@ def moe_mlp(spec: TextSpec) -> Node:
     hidden = spec.expert_ffn_hidden_dim  # an argument of the reference's constructor: computed first
     make_router = ROUTERS.get(spec.moe_router)
     if make_router is None:
+        from kforge_cli.config.registry import registry
+
+        if ("router", spec.moe_router) in registry:
+            raise ModelNotDescribed(f"model.moe_router = {safe_repr(spec.moe_router)} comes from a plugin, so "
+                                    "kforge cannot list its parameters", "model.moe_router",
+                                    "the parameter-level checks need a built-in router")
         raise ModelBuildError(f"unknown MoE router {safe_repr(spec.moe_router)}", "model.moe_router",
                               "use \"softmax_topk\" or \"sigmoid_topk\"")
     check_experts(spec.num_experts, "model.num_experts")
