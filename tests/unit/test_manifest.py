@@ -362,7 +362,7 @@ def test_show_spells_out_ordinary_numbers_and_summarises_huge_ones() -> None:
     assert show(HUGE) == "<an integer of about 4,301 digits>"
     assert show(-HUGE).startswith("-<an integer")
     assert safe_repr([HUGE]) == "[<an integer of about 4,301 digits>]"
-    assert safe_repr("x" * 200).endswith("...") and len(safe_repr("x" * 200)) == 80
+    assert safe_repr("x" * 200).endswith("\u2026'") and len(safe_repr("x" * 200)) <= 84
 
 
 def test_importing_the_manifest_does_not_import_torch() -> None:
