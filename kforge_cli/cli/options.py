@@ -72,6 +72,19 @@ def format_option(choices: Sequence[str]) -> Any:
                         help=f"Output format: {', '.join(choices[:-1])} or {choices[-1]}.")
 
 
+def check_gpu_name(name: str | None) -> None:
+    """An unknown --gpu is a usage error that lists the GPUs kforge knows."""
+    if name is None:
+        return
+    from kforge_cli.fit import UnknownGPUError, lookup_gpu
+
+    try:
+        lookup_gpu(name)
+    except UnknownGPUError as exc:
+        usage_error(f"--gpu {name!r}: no such GPU in kforge's table",
+                    f"use one of: {', '.join(exc.known)}; for another GPU, `kforge fit --gpu-memory GIB`")
+
+
 def check_format(value: str, choices: Sequence[str]) -> str:
     lowered = value.lower()
     if lowered not in choices:

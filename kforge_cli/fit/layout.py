@@ -116,6 +116,22 @@ def resolve_layout(job: Any, world_size: int) -> Layout:
                   sequence_parallel)
 
 
+def smallest_world_size(job: Any) -> int | None:
+    """The fewest GPUs the job's degrees take: their product, with dp_shard = -1 resolving to 1."""
+    dist = getattr(job, "distributed", None)
+    try:
+        degrees = [_int(dist, name, 1) for name in ("dp_replicate", "tp", "pp", "cp", "ep")]
+        dp_shard = _int(dist, "dp_shard", -1)
+    except LayoutError:
+        return None
+    if any(d < 1 for d in degrees):
+        return None
+    product = 1
+    for degree in degrees:
+        product *= degree
+    return product * (dp_shard if dp_shard > 0 else 1)
+
+
 def stage_layer_ranges(n_layers: int, pp: int) -> list[tuple[int, int]]:
     """Layers per pipeline stage: even split, earlier stages take the remainder
     (kempnerforge/distributed/pipeline_parallel.py:255-288)."""

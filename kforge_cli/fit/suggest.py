@@ -31,6 +31,7 @@ class Suggestion:
     high_gib: float
     verdict: str
     relative_speed: float  # vs the job as written (1.0 = as fast)
+    world_size: int | None = None  # set when the change is more GPUs, not a config edit
 
 
 def apply_overrides(job: Any, overrides: Sequence[str]) -> Any:
@@ -61,6 +62,11 @@ def _candidates(job: Any, world_size: int) -> list[Overrides]:
         batch //= 2
         accum *= 2
         batch_options.append([f"train.batch_size={batch}", f"train.grad_accum_steps={accum}"])
+    # The other way, same tokens per step: with grad_accum_steps > 1 FSDP2 keeps an unsharded
+    # fp32 copy of every gradient between micro-batches, which one larger micro-batch avoids.
+    batch, accum = int(train.batch_size), int(train.grad_accum_steps)
+    if accum > 1:
+        batch_options.append([f"train.batch_size={batch * accum}", "train.grad_accum_steps=1"])
     tp_options: list[Overrides] = []
     heads, kv = int(model.n_heads), int(model.n_kv_heads if model.n_kv_heads is not None else model.n_heads)
     for tp in (2, 4, 8):
@@ -100,4 +106,23 @@ def suggest(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int,
         speed = relative_speed(changed, result.layout) / base_speed
         found.append(Suggestion(overrides, result.memory.peak_gib, result.memory.high_gib, result.verdict, speed))
     found.sort(key=lambda s: (-round(s.relative_speed, 3), len(s.overrides), s.peak_gib))
+    if not found:
+        more = _more_gpus(job, params, gpu=gpu, world_size=world_size)
+        if more is not None:
+            found.append(more)
     return found[:limit]
+
+
+def _more_gpus(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int) -> Suggestion | None:
+    """The smallest multiple of the world size (up to 16x) on which the job as written fits."""
+    if int(job.distributed.dp_shard) != -1:
+        return None  # an explicit dp_shard pins the world size
+    for factor in (2, 4, 8, 16):
+        try:
+            result = predict(job, params, gpu=gpu, world_size=world_size * factor)
+        except (LayoutError, ValueError):
+            continue
+        if result.verdict == "fits":
+            return Suggestion([], result.memory.peak_gib, result.memory.high_gib, result.verdict, 1.0,
+                              world_size=world_size * factor)
+    return None

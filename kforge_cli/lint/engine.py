@@ -59,7 +59,9 @@ class Options:
     overrides: Sequence[Override] = ()
     model_ckpt: str | None = None
     model_source: str = MANIFEST
-    gpu: str | None = None
+    gpu: str | None = None  # a GPU name; with it (or gpu in [tool.kforge]) the memory rules run
+    gpu_memory: float | None = None  # an explicit capacity in GiB instead of a GPU name
+    predict_memory: bool = False  # predict even without a GPU (kforge fit: a default GPU is assumed)
     selection: SelectionLayer = field(default_factory=SelectionLayer)  # --select / --ignore
     strict: bool | None = None  # --strict / --no-strict; None: the file's settings decide
 
@@ -192,6 +194,7 @@ def _run_stages(report: FileReport, subject: Subject, options: Options) -> None:
     for stage in (*STAGES[1:], None):
         if stage == LOOP:
             _plan(report, subject)
+            _predict_memory(report, subject, options)
         elif stage == CHECKPOINT and options.model_ckpt:
             _read_checkpoint(report, subject, options.model_ckpt)
         bad = _bad_keys(report)
@@ -254,6 +257,31 @@ def _plan(report: FileReport, subject: Subject) -> None:
     saved_step = subject.extras.get("saved_step")
     subject.plan = plan_for_job(subject.job, model.parameters, unknown=model.unknown, stand_ins=stand_ins,
                                 saved_step=saved_step)
+
+
+DEFAULT_GPU = "H100 SXM 80GB"
+
+
+def _predict_memory(report: FileReport, subject: Subject, options: Options) -> None:
+    """The fit prediction the memory rules read, when a GPU is known (or the command asks)."""
+    gpu_name = options.gpu or report.settings.gpu
+    if subject.manifest is None or not (gpu_name or options.gpu_memory or options.predict_memory):
+        return
+    from kforge_cli.fit import LayoutError, custom_gpu, lookup_gpu, predict
+    from kforge_cli.fit.layout import smallest_world_size
+
+    gpu = custom_gpu(options.gpu_memory) if options.gpu_memory else lookup_gpu(gpu_name or DEFAULT_GPU)
+    world_size = subject.world_size or smallest_world_size(subject.job)
+    if world_size is None:
+        return
+    try:
+        subject.memory = predict(subject.job, subject.manifest.parameters, gpu=gpu, world_size=world_size)
+    except LayoutError:
+        return  # the world-size rule reports why the layout does not divide
+    if subject.world_size is None:
+        subject.memory.notes.append(f"no --world-size: assumed {world_size}, the fewest GPUs this layout takes")
+    if not (gpu_name or options.gpu_memory):
+        subject.memory.notes.append(f"no --gpu: assumed {gpu.name}")
 
 
 def _read_checkpoint(report: FileReport, subject: Subject, path: str) -> None:

@@ -153,8 +153,16 @@ def settings_from_table(table: Any, origin: str) -> Settings:
         raise SettingsError(f"{where}.world-size must be a positive integer, not {shown(world_size)}",
                             "write the number of GPUs, e.g. world-size = 8")
     gpu = table.get("gpu")
-    if gpu is not None and not isinstance(gpu, str):
-        raise SettingsError(f"{where}.gpu must be a GPU name, not {shown(gpu)}", 'write e.g. gpu = "H200"')
+    if gpu is not None:
+        from kforge_cli.fit import UnknownGPUError, lookup_gpu
+
+        if not isinstance(gpu, str):
+            raise SettingsError(f"{where}.gpu must be a GPU name, not {shown(gpu)}", 'write e.g. gpu = "H200"')
+        try:
+            lookup_gpu(gpu)
+        except UnknownGPUError as exc:
+            raise SettingsError(f"{where}.gpu = {shown(gpu)} is not a GPU kforge knows",
+                                f"use one of: {', '.join(exc.known)}") from None
     layer = SelectionLayer(select=selectors.get("select"), ignore=selectors.get("ignore", ()))
     return Settings(path=origin, selection=layer, strict=strict, world_size=world_size, gpu=gpu)
 

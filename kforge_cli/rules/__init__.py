@@ -13,7 +13,7 @@ import importlib
 from kforge_cli.rules.rule import Check, Rule, defined_rules, rule_for
 
 # In the order the trainer meets them; the engine runs checks in this order within a stage.
-RULE_MODULES = ("loading", "job", "build", "startup", "freeze", "checkpoint", "advice")
+RULE_MODULES = ("loading", "job", "build", "startup", "freeze", "checkpoint", "memory", "advice")
 
 
 def load_rule_modules() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from kforge_cli.cli.commands import convert, explain, freeze_plan, rules, validate
+from kforge_cli.cli.commands import convert, explain, fit, freeze_plan, rules, validate
 
 COMMANDS = [
     validate.register,
     explain.register,
     freeze_plan.register,
+    fit.register,
     convert.register,
     rules.register,
 ]

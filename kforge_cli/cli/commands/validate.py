@@ -48,11 +48,19 @@ def validate(
     deep: bool = typer.Option(False, "--deep", hidden=True,
                               help="Accepted for compatibility: every rule now runs by default."),
 ) -> None:
-    from kforge_cli.cli.options import check_format, engine_options, exit_status, gather_inputs, run_engine
+    from kforge_cli.cli.options import (
+        check_format,
+        check_gpu_name,
+        engine_options,
+        exit_status,
+        gather_inputs,
+        run_engine,
+    )
     from kforge_cli.cli.output import print_json, stdout_console
     from kforge_cli.cli.reporters import render_concise, render_github, render_text, validate_document
 
     chosen = check_format(output_format, FORMATS)
+    check_gpu_name(gpu)
     options = engine_options(world_size=world_size, overrides=overrides, select=select, ignore=ignore,
                              strict=strict, gpu=gpu, model_ckpt=model_ckpt)
     reports = run_engine(gather_inputs(paths, stdin_filename), options)
