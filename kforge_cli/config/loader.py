@@ -272,8 +272,9 @@ class _Layer:
 
     def _reject_unknown(self, cls: type, raw: dict[str, Any], key: str) -> None:
         known = {f.name for f in dataclasses.fields(cls)}
+        grouped = self._reject_misplaced_groups(cls, [n for n in raw if n not in known], key)
         for name in raw:
-            if name in known:
+            if name in known or name in grouped:
                 continue
             sub = _join(key, name)
             if issubclass(cls, VLMConfig) and getattr(self, "_unknown_arch", False):
@@ -295,6 +296,39 @@ class _Layer:
                 self.error(UNKNOWN_KEY, sub, _unknown_message(cls, key, name), hint, explains=[intended])
                 self.result.bad_keys.add(intended)
             self.reject(sub)
+
+    def _reject_misplaced_groups(self, cls: type, unknown: list[str], key: str) -> set[str]:
+        """Several unknown keys that are all fields of one other section: one finding for the group.
+
+        A model preset written without its [model] header, or a block of optimizer
+        keys pasted under [train], is one mistake, not a dozen.
+        """
+        if len(unknown) < 2 or issubclass(cls, VLMConfig):
+            return set()
+        homes: dict[str, list[str]] = {}
+        for name in unknown:
+            owners = [section for section, names in _section_fields().items()
+                      if name in names and section != key]
+            if len(owners) == 1:
+                homes.setdefault(owners[0], []).append(name)
+        grouped: set[str] = set()
+        for section, names in homes.items():
+            if len(names) < 2:
+                continue
+            shown_names = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            where = "top-level keys" if not key else f"keys of [{key}]"
+            consequence = ("without a [" + section + "] header above them the reference's loader rejects each "
+                           "one as an unknown section" if not key else
+                           f"the reference's loader rejects each one as an unknown key of [{key}]")
+            hint = (f"add a [{section}] header above them" if not key else f"move them under [{section}]")
+            self.error(UNKNOWN_KEY, _join(key, names[0]),
+                       f"the {len(names)} {where} {shown_names} are fields of [{section}]: {consequence}",
+                       hint, explains=[f"{section}.{n}" for n in names])
+            for name in names:
+                self.reject(_join(key, name))
+                self.result.bad_keys.add(f"{section}.{name}")
+            grouped.update(names)
+        return grouped
 
     # -- values -------------------------------------------------------------------
 
