@@ -1,3 +1,3 @@
 """kforge: check KempnerForge training-job configs before they reach a cluster."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

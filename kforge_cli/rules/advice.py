@@ -10,7 +10,7 @@ from kforge_cli.config.vision import HF_VISION_ENCODER_TYPES, VisionEncoderConfi
 from kforge_cli.config.vlm import CrossAttentionConfig, MoTConfig, VLMConfig, module_patterns_for
 from kforge_cli.findings import Finding
 from kforge_cli.rules.loading import MODULE_PATTERNS_TRAP
-from kforge_cli.rules.rule import INFO, WARNING, Rule, Subject
+from kforge_cli.rules.rule import INFO, NEEDS_MANIFEST, WARNING, Rule, Subject
 
 NOTE = Rule(
     "KF400", "note", INFO, "Information worth knowing; nothing is wrong.",
@@ -196,6 +196,15 @@ def hf_token_budget_deferred(s: Subject) -> list[Finding]:
         f"vision_encoder.num_tokens = 0: the {encoder.type!r} encoder's token count is probed when the model is "
         f"built, so the sequence budget against model.max_seq_len ({job.model.max_seq_len}) is only checked then",
         "vision_encoder.num_tokens", "set vision_encoder.num_tokens to the encoder's patch count to check it now")]
+
+
+@NOTE.check(stage=None, reads=("vision_encoder", "adapter"), needs=(NEEDS_MANIFEST,))
+def unknown_components_limit_checks(s: Subject) -> list[Finding]:
+    """A component whose parameters kforge cannot know here, and which checks that limits."""
+    return [NOTE.finding(f"{part.prefix}: {part.reason}; unknown here: {part.limits_text()}", part.prefix,
+                         "install kforge-cli[torch] and transformers with a local copy of the model to list it"
+                         if part.prefix == "vision_encoder" else None)
+            for part in s.manifest.unknown]
 
 
 @SCHEDULE_MISMATCH.check(stage=None, reads=("scheduler.name", "scheduler.warmup_steps", "train.max_steps"))
