@@ -402,7 +402,7 @@ def _saved_note(plan: FreezePlan, step: int) -> str:
     at = state_at_step(plan, step)
     differs = "" if at.resume_frozen == at.frozen else (
         f"; a resume there ends with {len(at.resume_frozen)} frozen parameters instead of "
-        f"{len(at.frozen)} (see KF303)")
+        f"{len(at.frozen)} (see the resume findings)")
     return f"checkpoint saved at step {step}: stage {at.stage.step_range}{differs}"
 
 

@@ -7,7 +7,7 @@ it is skipped). The walk ends after the repository root (a directory holding
 
     [tool.kforge]
     select = ["KF"]             # rule codes or code prefixes to report (default: all)
-    ignore = ["KF4", "KF305"]   # ... and those to drop
+    ignore = ["KF4", "KF30"]    # ... and those to drop
     strict = true               # warnings fail the check too
     world-size = 32             # as --world-size
     gpu = "H200"                # as --gpu (memory rules)
@@ -142,7 +142,7 @@ def settings_from_table(table: Any, origin: str) -> Settings:
             continue
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise SettingsError(f"{where}.{key} must be a list of rule codes, not {shown(value)}",
-                                f'write {key} = ["KF4", "KF301"]')
+                                f'write {key} = ["KF4", "KF30"]')
         selectors[key] = parse_selectors(value, f"{where}.{key}")
     strict = table.get("strict")
     if strict is not None and not isinstance(strict, bool):
