@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperCommand
 
 from kforge_cli import __version__
+
+
+class KforgeCommand(TyperCommand):
+    """Every command's usage line in one style: `kforge validate [OPTIONS] PATH...`."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        # Typer wraps required arguments in braces ({PATH...}); click's style has none.
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
 
 app = typer.Typer(
     name="kforge",
@@ -12,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: one usage style (PATH..., N, KEY=VALUE, CODES, FORMAT), no boxes that cut words at
+    # 80 columns, and text a pipe or grep reads as it is.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -39,6 +53,8 @@ def _register_commands() -> None:
 
     for register in COMMANDS:
         register(app)
+    for info in app.registered_commands:
+        info.cls = KforgeCommand
 
 
 _register_commands()

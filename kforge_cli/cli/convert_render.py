@@ -8,6 +8,8 @@ input never stops the others.  Imported lazily by the command module.
 
 from __future__ import annotations
 
+import shlex
+
 import sys
 from typing import TYPE_CHECKING
 
@@ -80,7 +82,8 @@ def run(
         if len(files) > 1 or not job.pending:
             _status(f"{len(job.pending)} file(s) need converting, {job.current} already current")
         if job.pending:
-            _status("run `kforge convert --in-place FILE...` to convert them")
+            names = " ".join(shlex.quote(p) for p in job.pending[:3]) + (" ..." if len(job.pending) > 3 else "")
+            _status(f"run `kforge convert --in-place {names}` to convert them")
             failed = True
     return failed
 

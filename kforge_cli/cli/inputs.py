@@ -54,6 +54,14 @@ def gather(paths: Sequence[str], stdin_filename: str | None = None) -> list[Inpu
     return out
 
 
+def expand_directories(paths: Sequence[str]) -> list[str]:
+    """The PATH arguments with each directory replaced by its job-config candidates (stdin kept as -)."""
+    out: list[str] = []
+    for path in paths:
+        out.extend(walk(path) if path != STDIN and os.path.isdir(path) else [path])
+    return out
+
+
 def read_stdin(stdin_filename: str | None) -> Input:
     name = stdin_filename or STDIN
     try:

@@ -27,9 +27,9 @@ def paths_argument(required: bool = True) -> Any:
 
 
 def world_size_option() -> Any:
-    return typer.Option(None, "--world-size", "-w", min=1, metavar="N",
+    return typer.Option(None, "--world-size", "-w", metavar="N",
                         help="GPUs the job runs on; enables the parallelism checks. Default: world-size in "
-                        "\\[tool.kforge].")
+                        "[tool.kforge].")
 
 
 def overrides_option() -> Any:
@@ -41,30 +41,30 @@ def overrides_option() -> Any:
 def select_option() -> Any:
     return typer.Option([], "--select", metavar="CODES",
                         help="Report only these rule codes or prefixes (comma-separated or repeated, e.g. "
-                        "KF3,KF401); replaces select in \\[tool.kforge].")
+                        "KF3,KF401); replaces select in [tool.kforge].")
 
 
 def ignore_option() -> Any:
     return typer.Option([], "--ignore", metavar="CODES",
-                        help="Drop these rule codes or prefixes, on top of \\[tool.kforge]. Ignored findings leave "
+                        help="Drop these rule codes or prefixes, on top of [tool.kforge]. Ignored findings leave "
                         "the output and the verdict: an ignored error no longer fails the file. KF001 (unreadable "
                         "file) cannot be ignored.")
 
 
 def strict_option() -> Any:
     return typer.Option(None, "--strict/--no-strict", show_default=False,
-                        help="Warnings fail the check too. Default: strict in \\[tool.kforge], else off.")
+                        help="Warnings fail the check too. Default: strict in [tool.kforge], else off.")
 
 
 def stdin_filename_option() -> Any:
     return typer.Option(None, "--stdin-filename", metavar="PATH",
-                        help="Name to report (and find \\[tool.kforge] settings from) for a PATH of -.")
+                        help="Name to report (and find [tool.kforge] settings from) for a PATH of -.")
 
 
 def gpu_option() -> Any:
     return typer.Option(None, "--gpu", metavar="NAME",
                         help="GPU the job runs on (e.g. H100, H200, A100-40GB; `kforge fit --list-gpus`); adds "
-                        "the memory rules. Default: gpu in \\[tool.kforge].")
+                        "the memory rules. Default: gpu in [tool.kforge].")
 
 
 def format_option(choices: Sequence[str]) -> Any:
@@ -118,6 +118,8 @@ def engine_options(*, world_size: int | None = None, overrides: list[str] | None
     from kforge_cli.lint.engine import MANIFEST, Options
     from kforge_cli.lint.settings import SettingsError, cli_layer
 
+    if world_size is not None and world_size < 1:
+        usage_error(f"--world-size {world_size}: the number of GPUs must be at least 1")
     try:
         selection = cli_layer(select or [], ignore or [])
     except SettingsError as exc:
@@ -129,7 +131,6 @@ def engine_options(*, world_size: int | None = None, overrides: list[str] | None
 
 def gather_inputs(paths: Sequence[str], stdin_filename: str | None) -> list[Input]:
     from kforge_cli.cli.inputs import STDIN, gather
-    from kforge_cli.cli.output import fail
 
     if stdin_filename is not None and STDIN not in paths:
         usage_error("--stdin-filename only applies when a PATH is -", "pass - to read the file from stdin")
@@ -137,9 +138,16 @@ def gather_inputs(paths: Sequence[str], stdin_filename: str | None) -> list[Inpu
         usage_error("- (standard input) can be given only once")
     inputs = gather(paths, stdin_filename)
     if not inputs:
-        fail("no job config found: the directories given hold no *.toml files that are job configs",
-             "pass the files themselves to check a file with another name")
+        report_nothing_found()
     return inputs
+
+
+def report_nothing_found() -> None:
+    """An empty directory is not an error (like ruff), but saying nothing would hide a wrong path."""
+    from kforge_cli.cli.output import fail
+
+    fail("no job config found: the directories given hold no *.toml files that are job configs",
+         "pass the files themselves to check a file with another name")
 
 
 def run_engine(inputs: Sequence[Input], options: Options) -> list[FileReport]:

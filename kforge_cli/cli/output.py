@@ -69,6 +69,12 @@ def stdout_console() -> Any:
                 kwargs["width"] = max(1, max(self.measure(o).maximum for o in objects))
             super().print(*objects, **kwargs)
 
+        def _render_buffer(self, buffer: Any) -> str:
+            # Tables pad every cell to its column's width; trailing blanks only get in the
+            # way of diffs, greps and golden files, so no line ends with one.
+            text: str = super()._render_buffer(buffer)
+            return "\n".join(line.rstrip(" ") for line in text.split("\n"))
+
     width = _width()
     if width is None and not sys.stdout.isatty():
         width = UNWRAPPED_WIDTH

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 import types
 import typing
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from kforge_cli.config.vlm import (
     unknown_arch_message,
 )
 from kforge_cli.config.registry import registry
-from kforge_cli.findings import WARNING, Finding, unique
+from kforge_cli.findings import WARNING, Finding, shown, unique
 from kforge_cli.rules.loading import (
     INVALID_VALUE,
     LEGACY_LAYOUT,
@@ -205,8 +206,7 @@ class _Layer:
                 values[f.name] = self.section(inner, raw, current, f.name)
                 self.result.sources[f.name] = self.origin
             else:
-                kind = "array of tables" if isinstance(raw, list) else type(raw).__name__
-                self.error(WRONG_TYPE, f.name, f"[{f.name}] must be a table, not a {kind}",
+                self.error(WRONG_TYPE, f.name, f"[{f.name}] must be a table, got {_kind(raw)}",
                            f"write it as a [{f.name}] section with key = value lines")
                 self.reject(f.name)
                 values[f.name] = current
@@ -285,7 +285,8 @@ class _Layer:
                 self.error(LEGACY_LAYOUT, "model.vlm",
                            "[model.vlm] is the legacy VLM layout; the reference rejects it as an unknown "
                            "key of ModelConfig",
-                           "run `kforge convert FILE --in-place` to move it to [vision_encoder] / [adapter] / [vlm]")
+                           f"run `kforge convert --in-place {shlex.quote(self.result.path)}` to move it to "
+                           "[vision_encoder] / [adapter] / [vlm]")
                 self.reject(sub)
                 continue
             hint, intended = _unknown_hint(cls, key, name)
@@ -622,11 +623,11 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
-        return "an array"
+        return "an array of tables" if value and all(isinstance(v, dict) for v in value) else "an array"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {shown(value)}"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        return f"the number {shown(value)}"
     return f"a {type(value).__name__}"
 
 

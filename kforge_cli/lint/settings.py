@@ -63,6 +63,15 @@ class SelectionLayer:
         return selected > ignored
 
 
+def _list_hint(key: str, value: Any) -> str:
+    # A lone string is the usual slip: offer the list it was meant to be.
+    if isinstance(value, str) and len(value) <= 200:
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if parts:
+            return f"write {key} = [{', '.join(repr(part).replace(chr(39), chr(34)) for part in parts)}]"
+    return f'write {key} as a list of codes or prefixes, e.g. {key} = ["KF4", "KF30"]'
+
+
 def selectable(code: str) -> bool:
     """False for rules that no selection or suppression may hide (an unreadable input must fail)."""
     from kforge_cli.rules import find_rule
@@ -142,7 +151,7 @@ def settings_from_table(table: Any, origin: str) -> Settings:
             continue
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise SettingsError(f"{where}.{key} must be a list of rule codes, not {shown(value)}",
-                                f'write {key} = ["KF4", "KF30"]')
+                                _list_hint(key, value))
         selectors[key] = parse_selectors(value, f"{where}.{key}")
     strict = table.get("strict")
     if strict is not None and not isinstance(strict, bool):

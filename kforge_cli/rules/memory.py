@@ -99,7 +99,7 @@ def checkpointing_reaches_every_block(s: Subject) -> list[Finding]:
     blocks = ", ".join(f"{count} {name}{'s' if count > 1 else ''}" for name, count in unwrapped.items())
     effect = ("so it saves no memory at all" if coverage.no_effect_at_all else
               "so their activations are kept in full")
-    wrapped = ", ".join(f"{count} {name}" for name, count in coverage.wrapped.items())
+    wrapped = ", ".join(f"{count} {name} modules" for name, count in coverage.wrapped.items())
     return [CHECKPOINTING_WITHOUT_EFFECT.finding(
         f'train.activation_checkpointing = "{coverage.mode}" never wraps {blocks} (the trainer\'s apply_ac '
         f"matches TransformerBlock / Attention modules only), {effect}"

@@ -265,21 +265,35 @@ def test_an_interrupt_mid_write_leaves_the_original_untouched(kforge, legacy, tm
 
 @pytest.mark.parametrize("name, content, words", [
     ("missing.toml", None, "no such file"),
-    ("dir.toml", "dir", "is a directory"),
     ("binary.toml", b"\x00\x01\x02[model]", "binary file"),
     ("latin1.toml", "[model]\nname = 'caf\xe9'\n".encode("latin-1"), "not UTF-8"),
     ("broken.toml", b"[model.vlm]\narch = \n", "not valid TOML"),
 ])
 def test_unreadable_input_is_reported_and_the_rest_still_runs(kforge, legacy, tmp_path, name, content, words):
     bad = tmp_path / name
-    if content == "dir":
-        bad.mkdir()
-    elif content is not None:
+    if content is not None:
         bad.write_bytes(content)
     run = kforge("convert", bad, legacy, expect=1)
     assert f"{bad}: " in run.stderr and words in run.stderr
     assert CONVERTED in run.stdout
     assert "Traceback" not in run.stderr
+
+
+def test_a_directory_is_walked_for_job_configs(kforge, legacy, tmp_path):
+    nested = tmp_path / "configs" / "vlm"
+    nested.mkdir(parents=True)
+    (nested / "job.toml").write_text(LEGACY)
+    (tmp_path / "configs" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    run = kforge("convert", "--check", tmp_path / "configs", expect=1)
+    assert "job.toml" in run.stdout + run.stderr
+    assert "pyproject.toml" not in run.stdout + run.stderr
+
+
+def test_an_empty_directory_converts_nothing(kforge, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run = kforge("convert", "--check", empty, expect=0)
+    assert "no job config found" in run.stderr
 
 
 def test_invalid_toml_names_the_line(kforge, tmp_path):

@@ -36,7 +36,7 @@ def fit(
     gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME",
                                       help="GPU model: H100, H100 PCIe, H200, A100 80GB, A100 40GB, L40S "
                                       "(--list-gpus lists them with sources)."),
-    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", metavar="GIB", min=0.001,
+    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", metavar="GIB",
                                                help="GPU capacity in GiB, for a GPU not in the table."),
     world_size: Optional[int] = world_size_option(),
     output_format: str = format_option(FORMATS),
@@ -68,6 +68,8 @@ def fit(
         usage_error("nothing to fit: give one or more PATHs", "e.g. kforge fit job.toml --gpu H200 --world-size 32")
     if gpu and gpu_memory:
         usage_error("--gpu and --gpu-memory cannot be combined", "give a GPU name, or its capacity in GiB")
+    if gpu_memory is not None and not gpu_memory > 0:
+        usage_error(f"--gpu-memory {gpu_memory}: the capacity must be a positive number of GiB")
     check_gpu_name(gpu)
     options = replace(engine_options(world_size=world_size, overrides=overrides, select=select, ignore=ignore,
                                      gpu=gpu), gpu_memory=gpu_memory, predict_memory=True)

@@ -19,7 +19,7 @@ FORMATS = ("text", "json")
 HELP = ("List every rule code kforge reports, with its name, usual severity, the trainer stage where it fails, "
         "its meaning and an example.\n\n"
         "Give a code (KF301), a prefix (KF3) or a name (freeze-unknown-alias) to show only those. The same codes "
-        "and prefixes work in --select / --ignore, \\[tool.kforge] and `# kforge: ignore[...]` comments.")
+        "and prefixes work in --select / --ignore, [tool.kforge] and `# kforge: ignore[...]` comments.")
 
 
 def rules(

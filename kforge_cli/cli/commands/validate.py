@@ -25,7 +25,7 @@ FORMATS = ("text", "concise", "json", "github", "sarif")
 HELP = ("Report every error the KempnerForge trainer would hit, with file, line, key and fix, and the warnings "
         "worth reading.\n\n"
         "Every rule runs, the parameter-level freeze rules included (no torch needed). Settings come from the "
-        "\\[tool.kforge] table of the nearest pyproject.toml above each file, up to the repository root; "
+        "[tool.kforge] table of the nearest pyproject.toml above each file, up to the repository root; "
         "command-line options override them. A trailing `# kforge: ignore[CODES]` comment suppresses a line's "
         "findings.")
 
