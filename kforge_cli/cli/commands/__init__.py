@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kforge_cli.cli.commands import convert, explain, freeze_plan, rules, validate
+from kforge_cli.cli.commands import convert, explain, freeze_plan, rules, schema, validate
 
 COMMANDS = [
     validate.register,
@@ -10,4 +10,5 @@ COMMANDS = [
     freeze_plan.register,
     convert.register,
     rules.register,
+    schema.register,
 ]
