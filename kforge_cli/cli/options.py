@@ -69,7 +69,17 @@ def gpu_option() -> Any:
 
 def format_option(choices: Sequence[str]) -> Any:
     return typer.Option(choices[0], "--format", "-f", metavar="FORMAT", case_sensitive=False,
+                        autocompletion=offer(choices),
                         help=f"Output format: {', '.join(choices[:-1])} or {choices[-1]}.")
+
+
+def offer(words: Sequence[str]) -> Any:
+    """A parameter's completion candidates, declared with it (the completion scripts read them)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [word for word in words if word.startswith(incomplete or "")]
+
+    return complete
 
 
 def check_format(value: str, choices: Sequence[str]) -> str:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from kforge_cli.cli.commands import convert, explain, freeze_plan, rules, schema, validate
+from kforge_cli.cli.commands import (
+    completions,
+    convert,
+    explain,
+    freeze_plan,
+    rules,
+    schema,
+    validate,
+)
 
 COMMANDS = [
     validate.register,
@@ -11,4 +19,5 @@ COMMANDS = [
     convert.register,
     rules.register,
     schema.register,
+    completions.register,
 ]
