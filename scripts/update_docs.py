@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Keep the outputs shown in README.md and docs/*.md current, and docs/rules.md generated.
+"""Keep the outputs shown in README.md and docs/*.md current, and docs/rules.md and the shell completions generated.
 
 A fenced block whose first line is ``$ kforge ...`` shows that command's real
 output: this script runs the command from the repository root (100 columns, no
 colour) and rewrites the block. A block may show only the first lines of a long
 output if its last line says how many it leaves out: ``[… 35 more lines]``.
-docs/rules.md is written from the rule objects.
+docs/rules.md is written from the rule objects; kforge_cli/completions/ from the command line itself.
 
     python scripts/update_docs.py           # rewrite what is stale
     python scripts/update_docs.py --check   # exit 1 and name what is stale
@@ -153,6 +153,12 @@ def main() -> int:
             for start, end, body in reversed(edits):
                 text = text[:start] + body + text[end:]
             path.write_text(text, encoding="utf-8")
+    from kforge_cli.cli import completions
+
+    for name in completions.stale_files():
+        stale.append(f"kforge_cli/completions/{name}")
+        if not args.check:
+            (completions.OUT_DIR / name).write_text(completions.render_all()[name], encoding="utf-8")
     for item in stale:
         print(("stale: " if args.check else "updated: ") + item)
     return 1 if stale and args.check else 0

@@ -6,7 +6,7 @@ commands (``PATH...``, ``N``, ``KEY=VALUE``, ``CODES``, ``FORMAT``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -61,14 +61,23 @@ def stdin_filename_option() -> Any:
                         help="Name to report (and find [tool.kforge] settings from) for a PATH of -.")
 
 
-def gpu_option() -> Any:
-    return typer.Option(None, "--gpu", metavar="NAME",
-                        help="GPU the job runs on (e.g. H100, H200, A100-40GB; `kforge fit --list-gpus`); adds "
-                        "the memory rules. Default: gpu in [tool.kforge].")
+def _gpu_names() -> list[str]:
+    from kforge_cli.fit.gpus import completion_names
+
+    return completion_names()
+
+
+GPU_HELP = ("GPU the job runs on (e.g. H100, H200, A100-40GB; `kforge fit --list-gpus`); adds "
+            "the memory rules. Default: gpu in [tool.kforge].")
+
+
+def gpu_option(help: str = GPU_HELP) -> Any:
+    return typer.Option(None, "--gpu", metavar="NAME", autocompletion=offer(_gpu_names), help=help)
 
 
 def format_option(choices: Sequence[str]) -> Any:
     return typer.Option(choices[0], "--format", "-f", metavar="FORMAT", case_sensitive=False,
+                        autocompletion=offer(choices),
                         help=f"Output format: {', '.join(choices[:-1])} or {choices[-1]}.")
 
 
@@ -83,6 +92,19 @@ def check_gpu_name(name: str | None) -> None:
     except UnknownGPUError as exc:
         usage_error(f"--gpu {name!r}: no such GPU in kforge's table",
                     f"use one of: {', '.join(exc.known)}; for another GPU, `kforge fit --gpu-memory GIB`")
+
+
+def offer(words: Sequence[str] | Callable[[], Sequence[str]]) -> Any:
+    """A parameter's completion candidates, declared with it (the completion scripts read them).
+
+    A callable is asked only when completing, so a costly list is not built at every start.
+    """
+
+    def complete(incomplete: str) -> list[str]:
+        candidates = words() if callable(words) else words
+        return [word for word in candidates if word.startswith(incomplete or "")]
+
+    return complete
 
 
 def check_format(value: str, choices: Sequence[str]) -> str:

@@ -87,6 +87,14 @@ def lookup_gpu(name: str) -> GPU:
     return found
 
 
+def completion_names() -> list[str]:
+    """One name per GPU that a shell can complete as a single word (no blanks)."""
+    names = []
+    for gpu in KNOWN_GPUS:
+        names.append(next(name for name in (gpu.name, *gpu.aliases, _key(gpu.name)) if " " not in name))
+    return names
+
+
 def custom_gpu(capacity_gib: float, name: str | None = None) -> GPU:
     """A device known only by its capacity (``--gpu-memory``): no peak, so no MFU."""
     if not capacity_gib > 0:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from kforge_cli.cli.commands import convert, explain, fit, freeze_plan, rules, validate
+from kforge_cli.cli.commands import (
+    completions,
+    convert,
+    explain,
+    fit,
+    freeze_plan,
+    rules,
+    schema,
+    validate,
+)
 
 COMMANDS = [
     validate.register,
@@ -11,4 +20,6 @@ COMMANDS = [
     fit.register,
     convert.register,
     rules.register,
+    schema.register,
+    completions.register,
 ]

@@ -9,6 +9,7 @@ import typer
 from kforge_cli.cli.options import (
     EXIT_STATUS,
     format_option,
+    gpu_option,
     ignore_option,
     overrides_option,
     paths_argument,
@@ -33,9 +34,8 @@ HELP = ("Predict the peak GPU memory per rank (the figure the trainer logs from 
 
 def fit(
     paths: Optional[list[str]] = paths_argument(required=False),
-    gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME",
-                                      help="GPU model: H100, H100 PCIe, H200, A100 80GB, A100 40GB, L40S "
-                                      "(--list-gpus lists them with sources)."),
+    gpu: Optional[str] = gpu_option("GPU model, e.g. H100, H200, A100-40GB (--list-gpus lists every one "
+                                    "with its sources)."),
     gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", metavar="GIB",
                                                help="GPU capacity in GiB, for a GPU not in the table."),
     world_size: Optional[int] = world_size_option(),
