@@ -5,7 +5,8 @@ A fenced block whose first line is ``$ kforge ...`` shows that command's real
 output: this script runs the command from the repository root (100 columns, no
 colour) and rewrites the block. A block may show only the first lines of a long
 output if its last line says how many it leaves out: ``[… 35 more lines]``.
-docs/rules.md is written from the rule objects; kforge_cli/completions/ from the command line itself.
+A block holding only the command, or one that redirects or pipes, is an
+instruction to type and is left alone. docs/rules.md is written from the rule objects; kforge_cli/completions/ from the command line itself.
 
     python scripts/update_docs.py           # rewrite what is stale
     python scripts/update_docs.py --check   # exit 1 and name what is stale
@@ -46,9 +47,16 @@ class Shown:
     end: int
 
 
+_SHELL_OPERATOR = re.compile(r"\s(?:>>?|<|\||&&|;)\s")
+
+
 def shown_outputs(path: Path) -> Iterator[Shown]:
     text = path.read_text(encoding="utf-8")
     for match in _BLOCK.finditer(text):
+        command = match.group(1)[2:]
+        if _SHELL_OPERATOR.search(command) or not match.group(2):
+            # Redirected, piped, or shown without output: an instruction to type, not an output to check.
+            continue
         yield Shown(path, match.group(1)[2:], match.group(2), match.start(2), match.end(2))
 
 
