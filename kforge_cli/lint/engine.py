@@ -285,7 +285,7 @@ def _predict_memory(report: FileReport, subject: Subject, options: Options) -> N
 
 
 def _read_checkpoint(report: FileReport, subject: Subject, path: str) -> None:
-    from kforge_cli.freeze.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
+    from kforge_cli.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
     from kforge_cli.rules.checkpoint import unreadable_finding
 
     try:
@@ -299,7 +299,7 @@ def _read_checkpoint(report: FileReport, subject: Subject, path: str) -> None:
     view = CheckpointView(manifest.requested_path, manifest)
     model = subject.manifest
     if model is not None:
-        from kforge_cli.freeze.ckpt_compare import compare
+        from kforge_cli.checkpoint.compare import compare
 
         expected = [(p.name, tuple(p.shape)) for p in [*model.parameters, *model.buffers]]
         view.fit = compare(expected, manifest.tensors, unknown_prefixes=[u.prefix for u in model.unknown])

@@ -8,10 +8,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from ckpt_factory import pickle_globals
-from kforge_cli.freeze.checkpoint import CheckpointError, read_checkpoint
-from kforge_cli.freeze.safe_pickle import ALLOWED_GLOBALS
+
+from kforge_cli.checkpoint import CheckpointError, read_checkpoint
+from kforge_cli.checkpoint.safe_pickle import ALLOWED_GLOBALS
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ckpt_factory import (
     HF_TO_KF,
     TINY_PARAMS,
@@ -23,7 +22,8 @@ from ckpt_factory import (
     save_safetensors,
     tensors,
 )
-from kforge_cli.freeze.checkpoint import (
+
+from kforge_cli.checkpoint import (
     CheckpointError,
     hf_to_kempnerforge_name,
     looks_hf_named,
@@ -429,9 +429,12 @@ def test_colliding_names_keep_the_first_and_say_so(tmp_path: Path) -> None:
 
 
 def test_reader_does_not_import_torch() -> None:
+    # Every module of the package, then a read: none may pull in torch (or the CLI's libraries).
     probe = (
-        "import sys, tempfile, os\n"
-        "from kforge_cli.freeze import checkpoint, safe_pickle\n"
+        "import importlib, pkgutil, sys, tempfile\n"
+        "import kforge_cli.checkpoint as checkpoint\n"
+        "for module in pkgutil.iter_modules(checkpoint.__path__):\n"
+        "    importlib.import_module(f'kforge_cli.checkpoint.{module.name}')\n"
         "assert 'torch' not in sys.modules, 'imported torch'\n"
         "try:\n"
         "    checkpoint.read_checkpoint(tempfile.mkdtemp())\n"

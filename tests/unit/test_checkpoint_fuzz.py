@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from ckpt_factory import save_kf_step, save_safetensors, tensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckpt_factory import save_kf_step, save_safetensors, tensors
-from kforge_cli.freeze.checkpoint import CheckpointError, read_checkpoint
+from kforge_cli.checkpoint import CheckpointError, read_checkpoint
 
 FUZZ = settings(max_examples=int(__import__("os").environ.get("KF_FUZZ_EXAMPLES", "150")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,10 +14,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from ckpt_factory import (
+    TINY_PARAMS,
+    point_latest,
+    save_kf_step,
+    save_safetensors,
+    tensors,
+)
 
-import kforge_cli.freeze.checkpoint as checkpoint_module
-from ckpt_factory import TINY_PARAMS, point_latest, save_kf_step, save_safetensors, tensors
-from kforge_cli.freeze.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
+from kforge_cli.checkpoint import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    limits,
+    read_checkpoint,
+)
 
 
 class _RunsShell:
@@ -200,8 +210,8 @@ def test_safetensors_header_larger_than_file(tmp_path: Path) -> None:
     (b'{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 0]}}', "malformed"),
     (b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}', "has shape \\[2\\]"),
     (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}', "malformed dtype or data offsets"),
-    (b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
-     b'"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', "duplicate key"),
+    ((b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+      b'"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'), "duplicate key"),
 ])
 def test_malformed_safetensors_headers(tmp_path: Path, header: bytes, message: str) -> None:
     path = tmp_path / "bad.safetensors"
@@ -378,7 +388,7 @@ def test_pickle_size_limit(tmp_path: Path, monkeypatch) -> None:
     torch.save({"model": tensors()}, tmp_path / "ck.pt")
     torch.save({"model": tensors()}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     step_dir = save_kf_step(tmp_path / "run", 1)
-    monkeypatch.setattr(checkpoint_module, "MAX_PICKLE_BYTES", 256)
+    monkeypatch.setattr(limits, "MAX_PICKLE_BYTES", 256)
     for path in (tmp_path / "ck.pt", tmp_path / "legacy.pt", step_dir):
         with pytest.raises(CheckpointError, match="limit|larger than"):
             read_checkpoint(path)

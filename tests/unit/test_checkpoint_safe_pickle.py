@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ckpt_factory import pickle_globals
-from kforge_cli.freeze.safe_pickle import (
+
+from kforge_cli.checkpoint.safe_pickle import (
     ALLOWED_GLOBALS,
     DType,
     ForbiddenGlobalError,

@@ -1,7 +1,7 @@
 """Does this config build the model a checkpoint holds? Names and shapes, compared.
 
 Pure Python: works on (name, shape) lists from the meta model and from
-``freeze.checkpoint.read_checkpoint``.
+``kforge_cli.checkpoint.read_checkpoint``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,68 @@
+"""Every cap the checkpoint readers enforce, in one place.
+
+A checkpoint is untrusted input: each number here bounds the time or memory
+one file can make kforge spend, and a file past a cap is refused with a
+message naming it. Readers look the caps up as ``limits.NAME`` at call time.
+
+The caps sit well above what real checkpoints need (figures in the comments)
+and low enough that the worst file under all of them is read in seconds and
+well under 1 GiB (see tests/unit/test_checkpoint_bounds.py).
+"""
+
+from __future__ import annotations
+
+KiB = 2**10
+MiB = 2**20
+
+# --- pickles (DCP .metadata, the data.pkl of a torch.save file) ---------------
+# A DCP .metadata holds one chunk record per tensor per saving rank, about
+# 250 bytes each: a 7B model's model + AdamW state (about 900 tensors) saved
+# by 128 ranks writes about 30 MiB. The data.pkl of a torch.save state dict is
+# about 100 bytes per tensor.
+MAX_PICKLE_BYTES = 48 * MiB
+# Opcodes one pickle may execute: about 2.5 bytes each in DCP metadata, so a
+# pickle at the byte cap needs some 20 million.
+MAX_PICKLE_OPCODES = 24_000_000
+# Objects (containers, records, strings, numbers) one pickle may create, and
+# entries its memo may hold: a pickle at the byte cap creates some 4 million.
+MAX_PICKLE_OBJECTS = 6_000_000
+MAX_PICKLE_MEMO = 6_000_000
+# Bytes the allowed builders may copy (latin-1 strings turned into bytes).
+MAX_PICKLE_COPIED_BYTES = 64 * MiB
+# Containers inside containers, counted as built; real checkpoints nest < 10.
+MAX_NESTING = 100
+# Integers: real pickles hold sizes, offsets and torch.save's 80-bit magic.
+MAX_INT_BYTES = 32
+MAX_INT_DIGITS = 80
+
+# --- what a checkpoint lists ----------------------------------------------------
+# Entries (tensors, optimizer state, other values) in one checkpoint: a
+# 1000-expert MoE with AdamW state has a few hundred thousand.
+MAX_ENTRIES = 2_000_000
+# Characters in one entry name: real names are under 300.
+MAX_NAME_CHARS = 1024
+
+# --- JSON (safetensors headers, HF indexes, metadata.json) ------------------------
+# A safetensors header is about 100 bytes per tensor; the largest HF index
+# (DeepSeek-V3, 91k tensors) is about 9 MiB.
+MAX_SAFETENSORS_HEADER_BYTES = 16 * MiB
+MAX_INDEX_BYTES = 16 * MiB
+# KempnerForge writes metadata.json as step, tokens_seen and vlm_freeze.
+MAX_RUN_METADATA_BYTES = 256 * KiB
+# Containers ([ and {) one JSON document may hold; 3 per safetensors entry.
+MAX_JSON_CONTAINERS = 1_000_000
+MAX_JSON_DEPTH = 64
+# Shard files one HF index may name (the largest public models use < 2000),
+# and the characters in one shard's relative path.
+MAX_SHARDS = 4096
+MAX_SHARD_PATH_CHARS = 256
+# Header (or pickle) bytes of all the shards one index names, together: the
+# 163 shards of DeepSeek-V3 have about 16 MiB of headers.
+MAX_INDEX_SHARD_BYTES = 64 * MiB
+
+# --- pointers ---------------------------------------------------------------------
+MAX_POINTER_BYTES = 4 * KiB
+
+# --- messages ----------------------------------------------------------------------
+# Characters of a value from a file quoted in a message.
+QUOTED_CHARS = 80

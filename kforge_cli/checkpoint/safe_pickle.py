@@ -1,0 +1,1332 @@
+"""Unpickle checkpoint metadata without importing or running anything, within fixed bounds.
+
+DCP ``.metadata`` files and the ``data.pkl`` of a ``torch.save`` archive are
+pickles, and a pickle can name any importable callable. This module runs the
+pickle opcodes itself, in Python, instead of handing the bytes to
+``pickle.Unpickler``:
+
+* every global is resolved against an explicit allow-list and comes back as
+  an inert stand-in defined here; tensors come back as :class:`TensorStub`
+  (shape and dtype only) and storage bytes are never read;
+* the memo is never sized by a number from the file (the C unpickler grows
+  its memo array to any index it is given, so a 9-byte pickle can ask for
+  gigabytes): entries stored in order go in a list that grows by one per
+  opcode, any other index in a dict, and both count against a cap;
+* opcodes executed, objects created, bytes copied and nesting depth are
+  counted against the caps in :mod:`kforge_cli.checkpoint.limits`;
+* a value from the file is never hashed or compared unless its cost is
+  bounded: dict keys and set members must be strings, bytes, bounded
+  numbers, None or stand-ins (identity-hashed), so no crafted tuple or
+  integer can make a dict insertion quadratic or exponential.
+
+The worst a hostile file can do is fail to load, quickly.
+"""
+
+from __future__ import annotations
+
+import codecs
+import copyreg
+import ntpath
+import posixpath
+import struct
+import sys
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any, BinaryIO, ClassVar
+
+from kforge_cli.checkpoint import limits
+from kforge_cli.checkpoint.errors import (
+    CheckpointError,
+    CheckpointLimitError,
+    UnsafeCheckpointError,
+    describe,
+)
+from kforge_cli.checkpoint.safe_io import size_text
+
+# No real tensor has more dimensions; a deeper "shape" is a forged file.
+MAX_NDIM = 64
+MAX_DIM = 2**62
+HIGHEST_PROTOCOL = 5
+
+
+class UnpicklingError(Exception):
+    """Base of what loading a pickle raises; ``message`` is bounded text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ForbiddenGlobalError(UnpicklingError):
+    """The pickle asked for something outside the allow-list; nothing was run."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not on the allow-list")
+        self.what = what
+
+
+class MalformedPickleError(UnpicklingError):
+    """Bytes no real checkpoint pickle contains: bad opcodes, arguments or structure."""
+
+
+class PickleTruncatedError(MalformedPickleError):
+    """The pickle ends before its STOP opcode."""
+
+
+class PickleLimitError(MalformedPickleError):
+    """The pickle needs more of something than the caps in ``limits`` allow."""
+
+    def __init__(self, message: str, cap: str) -> None:
+        super().__init__(message)
+        self.cap = cap
+
+
+# --- stand-ins ------------------------------------------------------------------
+
+class _Inert:
+    """Base of every stand-in: pickled state (BUILD) cannot alter it."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise MalformedPickleError(f"{type(self).__name__} does not take pickled state")
+
+    @property
+    def describe_label(self) -> str:
+        return f"<{type(self).__name__}>"
+
+
+class DType(_Inert):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+    @property
+    def describe_label(self) -> str:
+        return repr(self)
+
+
+class StorageType(_Inert):
+    """A ``torch.FloatStorage``-style class name, carrying its element dtype."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+
+
+class TypeMarker(_Inert):
+    """A class that only ever appears as an argument (``torch.nn.Parameter``)."""
+
+    __slots__ = ("qualname",)
+
+    def __init__(self, qualname: str) -> None:
+        self.qualname = qualname
+
+
+class StorageRef(_Inert):
+    """What a storage persistent id names; the bytes stay on disk."""
+
+    __slots__ = ("dtype", "key", "location", "numel")
+
+    def __init__(self, dtype: str, key: str, location: str, numel: int) -> None:
+        self.dtype = dtype
+        self.key = key
+        self.location = location
+        self.numel = numel
+
+
+class TensorStub(_Inert):
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, shape: tuple[int, ...], dtype: str | None) -> None:
+        self.shape = shape
+        self.dtype = dtype
+
+    def __repr__(self) -> str:
+        return f"TensorStub({self.shape}, {self.dtype})"
+
+    @property
+    def describe_label(self) -> str:
+        return f"tensor{list(self.shape)}"
+
+
+class Record:
+    """Stand-in instance of a pickled dataclass (the DCP metadata classes).
+
+    Dataclasses pickle as ``cls.__new__(cls)`` followed by BUILD with a field
+    dict (``TensorProperties`` uses a tuple), so this only stores what it gets.
+    Hashing and equality are by identity, as for any plain object.
+    """
+
+    __slots__ = ("fields", "state")
+    kind: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.fields: Any = _NO_FIELDS
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        # (dict_state, slot_state) is what objects with __slots__ pickle as.
+        if type(state) is tuple and len(state) == 2 and type(state[1]) is dict \
+                and (state[0] is None or type(state[0]) is dict):
+            self.fields = {**self.fields, **(state[0] or {}), **state[1]}
+        elif type(state) is dict:
+            self.fields = {**self.fields, **state} if self.fields else state
+        else:
+            self.state = state
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {describe(self.fields or self.state, 200)}>"
+
+    @property
+    def describe_label(self) -> str:
+        return f"<{self.kind}>"
+
+
+class _Builder(_Inert):
+    """A callable stand-in for an allowed function or constructor.
+
+    ``fn`` receives the machine (to charge work and check keys) and the arguments.
+    """
+
+    __slots__ = ("_fn", "label")
+
+    def __init__(self, label: str, fn: Callable[..., Any]) -> None:
+        self.label = label
+        self._fn = fn
+
+    def call(self, machine: _Machine, args: tuple) -> Any:
+        return self._fn(machine, *args)
+
+    @property
+    def describe_label(self) -> str:
+        return f"<{self.label}>"
+
+
+class PickledDict(dict):
+    """Stand-in for ``OrderedDict``. ``module.state_dict()`` carries a
+    ``_metadata`` attribute, pickled as BUILD state; it is kept, never used."""
+
+    __slots__ = ("pickled_state",)
+
+    def __setstate__(self, state: Any) -> None:
+        self.pickled_state = state
+
+
+def as_shape(value: Any) -> tuple[int, ...]:
+    if type(value) not in (tuple, list) or len(value) > MAX_NDIM:
+        raise MalformedPickleError(f"not a tensor shape: {describe(value)}")
+    for dim in value:
+        if type(dim) is not int or not 0 <= dim <= MAX_DIM:
+            raise MalformedPickleError(f"not a tensor shape: {describe(value)}")
+    return tuple(value)
+
+
+# --- builders: what calling an allowed global does ----------------------------------
+
+def _torch_size(machine: _Machine, *args: Any) -> tuple[int, ...]:
+    if len(args) != 1:
+        raise MalformedPickleError("torch.Size takes one sequence")
+    return as_shape(args[0])
+
+
+def _ordered_dict(machine: _Machine, *args: Any) -> PickledDict:
+    if not args:
+        return PickledDict()
+    pairs = args[0]
+    if len(args) == 1 and type(pairs) in (list, tuple):
+        machine.charge(len(pairs))
+        for pair in pairs:
+            if type(pair) not in (list, tuple) or len(pair) != 2:
+                raise MalformedPickleError("unexpected OrderedDict arguments")
+            check_key(pair[0])
+        return PickledDict(pairs)
+    raise MalformedPickleError("unexpected OrderedDict arguments")
+
+
+def _storage_of(value: Any) -> StorageRef:
+    if not isinstance(value, StorageRef):
+        raise MalformedPickleError("tensor rebuilt from something that is not a storage")
+    return value
+
+
+def _rebuild_tensor(machine: _Machine, storage: Any, offset: Any, size: Any, stride: Any,
+                    *_: Any) -> TensorStub:
+    return TensorStub(as_shape(size), _storage_of(storage).dtype)
+
+
+def _rebuild_tensor_v3(machine: _Machine, storage: Any, offset: Any, size: Any, stride: Any,
+                       requires_grad: Any, hooks: Any, dtype: Any, *_: Any) -> TensorStub:
+    # v3 is used for dtypes without a legacy FooStorage class: the storage
+    # is untyped bytes and the dtype travels as its own argument.
+    _storage_of(storage)
+    if not isinstance(dtype, DType):
+        raise MalformedPickleError("_rebuild_tensor_v3 without a dtype")
+    return TensorStub(as_shape(size), dtype.name)
+
+
+def _rebuild_meta_tensor(machine: _Machine, dtype: Any, size: Any, *_: Any) -> TensorStub:
+    if not isinstance(dtype, DType):
+        raise MalformedPickleError("meta tensor without a dtype")
+    return TensorStub(as_shape(size), dtype.name)
+
+
+def _rebuild_parameter(machine: _Machine, data: Any, *_: Any) -> TensorStub:
+    if not isinstance(data, TensorStub):
+        raise MalformedPickleError("parameter wraps something that is not a tensor")
+    return data
+
+
+def _rebuild_from_type(machine: _Machine, func: Any, new_type: Any, args: Any,
+                       state: Any = None) -> TensorStub:
+    # Tensors carrying Python attributes, and Parameters of older torch, are
+    # pickled as "call func(*args), then retype". Only our own tensor builders
+    # may be func, and only Tensor/Parameter may be the type.
+    if not any(func is b for b in _TENSOR_BUILDERS) or not isinstance(new_type, TypeMarker) \
+            or type(args) is not tuple:
+        raise MalformedPickleError("unexpected _rebuild_from_type arguments")
+    return func.call(machine, args)
+
+
+def _layout(machine: _Machine, name: Any) -> str:
+    if type(name) is not str:
+        raise MalformedPickleError("layout name must be a string")
+    return name
+
+
+def _memory_format_code(machine: _Machine, code: Any) -> int:
+    if type(code) is not int or code not in (0, 1, 2):
+        raise MalformedPickleError(f"unknown memory format code {describe(code, 40)}")
+    return code
+
+
+def _device(machine: _Machine, *args: Any) -> str:
+    if not args or len(args) > 2 or type(args[0]) is not str \
+            or (len(args) == 2 and args[1] is not None and type(args[1]) is not int):
+        raise MalformedPickleError("unexpected torch.device arguments")
+    return args[0] if len(args) == 1 or args[1] is None else f"{args[0]}:{args[1]}"
+
+
+def _path_builder(join: Callable[..., str]) -> Callable[..., str]:
+    def build(machine: _Machine, *parts: Any) -> str:
+        if not all(type(p) is str for p in parts):
+            raise MalformedPickleError("path parts must be strings")
+        machine.copy(sum(len(p) for p in parts))
+        return join(*parts) if parts else ""
+    return build
+
+
+def _latin1_encode(machine: _Machine, *args: Any) -> bytes:
+    # Protocol 2 has no bytes opcode: b"..." is pickled as
+    # _codecs.encode("...", "latin1"). Nothing else is accepted.
+    if len(args) == 2 and type(args[0]) is str and type(args[1]) is str \
+            and args[1] in ("latin1", "latin-1"):
+        machine.copy(len(args[0]))
+        try:
+            return args[0].encode("latin-1")
+        except UnicodeEncodeError:
+            raise MalformedPickleError("_codecs.encode of text that is not latin-1") from None
+    raise MalformedPickleError("_codecs.encode is only accepted for latin-1 bytes")
+
+
+def _empty_bytes(machine: _Machine, *args: Any) -> bytes:
+    # ...and b"" as bytes(). bytes(n) would allocate n bytes, so no arguments.
+    if args:
+        raise MalformedPickleError("bytes() is only accepted without arguments")
+    return b""
+
+
+def _set_builder(kind: type) -> Callable[..., Any]:
+    def build(machine: _Machine, *args: Any) -> Any:
+        if not args:
+            return kind()
+        if len(args) == 1 and type(args[0]) in (list, tuple):
+            machine.charge(len(args[0]))
+            for member in args[0]:
+                check_key(member)
+            return kind(args[0])
+        raise MalformedPickleError(f"unexpected {kind.__name__} arguments")
+    return build
+
+
+_TENSOR_BUILDERS: list[_Builder] = []
+
+
+def _tensor_builder(label: str, fn: Callable[..., Any]) -> _Builder:
+    builder = _Builder(label, fn)
+    _TENSOR_BUILDERS.append(builder)
+    return builder
+
+
+# --- the allow-list -----------------------------------------------------------
+# (module, name) -> the stand-in find_class returns. Grouped by why it is needed.
+
+_DTYPE_NAMES = (
+    "float32", "float64", "float16", "bfloat16", "complex32", "complex64", "complex128",
+    "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "bool",
+    "qint8", "quint8", "qint32", "quint4x2", "quint2x4",
+    "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu",
+    "float4_e2m1fn_x2", "bits1x8", "bits2x4", "bits4x2", "bits8", "bits16",
+    *(f"int{n}" for n in range(1, 8)), *(f"uint{n}" for n in range(1, 8)),
+)
+
+# Legacy typed-storage classes torch.save still names in persistent ids.
+_STORAGE_DTYPES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
+    "BoolStorage": "bool", "ComplexDoubleStorage": "complex128",
+    "ComplexFloatStorage": "complex64", "QInt8Storage": "qint8", "QInt32Storage": "qint32",
+    "QUInt8Storage": "quint8", "QUInt4x2Storage": "quint4x2", "QUInt2x4Storage": "quint2x4",
+}
+
+_DCP_METADATA_MODULE = "torch.distributed.checkpoint.metadata"
+# torch < 2.2 kept TensorProperties with the sharded-tensor code.
+_OLD_SHARD_METADATA_MODULE = "torch.distributed._shard.sharded_tensor.metadata"
+
+_RECORD_CLASSES = {
+    (_DCP_METADATA_MODULE, "Metadata"),
+    (_DCP_METADATA_MODULE, "TensorStorageMetadata"),
+    (_DCP_METADATA_MODULE, "BytesStorageMetadata"),
+    (_DCP_METADATA_MODULE, "TensorProperties"),
+    (_DCP_METADATA_MODULE, "ChunkStorageMetadata"),
+    (_DCP_METADATA_MODULE, "MetadataIndex"),
+    (_DCP_METADATA_MODULE, "StorageMeta"),
+    (_OLD_SHARD_METADATA_MODULE, "TensorProperties"),
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
+}
+
+
+def _make_allow_list() -> tuple[dict[tuple[str, str], Callable[[], Any]], frozenset[type]]:
+    allowed: dict[tuple[str, str], Callable[[], Any]] = {}
+    record_types: set[type] = set()
+
+    def constant(key: tuple[str, str], value: Any) -> None:
+        allowed[key] = lambda: value
+
+    # DCP .metadata: the dataclasses it is made of. Each gets its own Record
+    # subclass so the reader can tell them apart by ``kind``.
+    for module, name in sorted(_RECORD_CLASSES):
+        cls = type(name, (Record,), {"__slots__": (), "kind": name})
+        record_types.add(cls)
+        constant((module, name), cls)
+    for module in (_DCP_METADATA_MODULE, _OLD_SHARD_METADATA_MODULE):
+        for enum_name in ("_MEM_FORMAT_ENCODING", "MEM_FORMAT_ENCODING"):
+            constant((module, enum_name), _Builder("memory format", _memory_format_code))
+    # StorageMeta.checkpoint_id is whatever path object the saver passed.
+    for module in ("pathlib", "pathlib._local"):
+        for name, join in (("PosixPath", posixpath.join), ("PurePosixPath", posixpath.join),
+                           ("WindowsPath", ntpath.join), ("PureWindowsPath", ntpath.join)):
+            constant((module, name), _Builder(name, _path_builder(join)))
+
+    # Shapes, dtypes and layouts: in both formats.
+    constant(("torch", "Size"), _Builder("torch.Size", _torch_size))
+    for name in _DTYPE_NAMES:
+        allowed[("torch", name)] = (lambda n=name: DType(n))
+    constant(("torch.serialization", "_get_layout"), _Builder("layout", _layout))
+    constant(("torch", "device"), _Builder("torch.device", _device))
+
+    # torch.save: tensor rebuild functions, storage classes, Parameter.
+    constant(("torch._utils", "_rebuild_tensor"), _tensor_builder("tensor", _rebuild_tensor))
+    constant(("torch._utils", "_rebuild_tensor_v2"), _tensor_builder("tensor", _rebuild_tensor))
+    constant(("torch._utils", "_rebuild_tensor_v3"),
+             _tensor_builder("tensor", _rebuild_tensor_v3))
+    constant(("torch._utils", "_rebuild_meta_tensor_no_storage"),
+             _tensor_builder("meta tensor", _rebuild_meta_tensor))
+    constant(("torch._utils", "_rebuild_parameter"),
+             _tensor_builder("parameter", _rebuild_parameter))
+    constant(("torch._utils", "_rebuild_parameter_with_state"),
+             _tensor_builder("parameter", _rebuild_parameter))
+    for name in ("_rebuild_from_type", "_rebuild_from_type_v2"):
+        constant(("torch._tensor", name), _Builder("retyped tensor", _rebuild_from_type))
+    for module, name in (("torch", "Tensor"), ("torch._tensor", "Tensor"),
+                         ("torch.nn.parameter", "Parameter"), ("torch.nn", "Parameter")):
+        constant((module, name), TypeMarker(f"{module}.{name}"))
+    for name, dtype in _STORAGE_DTYPES.items():
+        constant(("torch", name), StorageType(dtype))
+        constant(("torch.cuda", name), StorageType(dtype))  # pre-1.6 GPU saves
+    for module in ("torch", "torch.storage"):
+        constant((module, "UntypedStorage"), StorageType("uint8"))
+
+    # Plain containers a protocol-2 pickle can only express through a global.
+    # "__builtin__" is how protocol 2 spells "builtins"; find_class sees it raw.
+    constant(("collections", "OrderedDict"), _Builder("OrderedDict", _ordered_dict))
+    constant(("_codecs", "encode"), _Builder("bytes", _latin1_encode))
+    for module in ("builtins", "__builtin__"):
+        constant((module, "bytes"), _Builder("bytes", _empty_bytes))
+        constant((module, "set"), _Builder("set", _set_builder(set)))
+        constant((module, "frozenset"), _Builder("frozenset", _set_builder(frozenset)))
+    return allowed, frozenset(record_types)
+
+
+_ALLOWED, _RECORD_TYPES = _make_allow_list()
+
+#: Every global a checkpoint pickle may name, as "module.name".
+ALLOWED_GLOBALS: frozenset[str] = frozenset(f"{m}.{n}" for m, n in _ALLOWED)
+
+
+def find_class(module: str, name: str) -> Any:
+    factory = _ALLOWED.get((module, name))
+    if factory is None:
+        raise ForbiddenGlobalError(f"global {_clip(module)}.{_clip(name)}")
+    return factory()
+
+
+def _clip(text: str, size: int = 100) -> str:
+    return text if len(text) <= size else text[: size - 1] + "\u2026"
+
+
+# --- what may be hashed --------------------------------------------------------------
+
+_HASH_MODULUS = sys.hash_info.modulus
+
+
+def check_key(key: Any) -> None:
+    """Refuse a dict key or set member whose hashing or comparing a file could make costly.
+
+    Strings and bytes hash with a per-process random key; integers below the
+    hash modulus hash to themselves, so distinct ones never collide; floats
+    collide in small groups at most; stand-ins hash by identity. Tuples are
+    refused: their hash is a fixed function an attacker can solve for, and
+    hashing shared nested tuples is exponential in their depth.
+    """
+    kind = type(key)
+    if kind is str or kind is bytes or kind is float or kind is bool or key is None:
+        return
+    if kind is int:
+        if -_HASH_MODULUS < key < _HASH_MODULUS:
+            return
+        raise MalformedPickleError("an integer too large to be a dict key or set member")
+    if kind in _RECORD_TYPES or isinstance(key, _Inert):
+        return
+    raise MalformedPickleError(
+        f"a {kind.__name__} used as a dict key or set member (kforge hashes only strings, "
+        "bytes, numbers and None from a file)")
+
+
+# --- the machine ------------------------------------------------------------------------
+
+_CONTAINER_TYPES = frozenset({list, dict, tuple, set, frozenset, PickledDict}) | _RECORD_TYPES
+
+
+class _Machine:
+    """One pickle's opcodes, run over an in-memory buffer with every cost counted."""
+
+    def __init__(self, data: bytes, pos: int, allow_storages: bool) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = len(data)
+        self.allow_storages = allow_storages
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        # The memo: indices 0..n-1 as stored in order (what picklers write),
+        # and any other index a file uses.
+        self.dense: list[Any] = []
+        self.sparse: dict[int, Any] = {}
+        # id(container) -> nesting depth as built; every container is entered
+        # when created, so a reused id never inherits a stale depth.
+        self.depths: dict[int, int] = {}
+        self.work = 0
+        self.objects = 0
+        self.copied = 0
+        self.storages: list[StorageRef] = []
+
+    # --- accounting -------------------------------------------------------------
+
+    def charge(self, units: int) -> None:
+        self.work += units
+        if self.work > limits.MAX_PICKLE_OPCODES:
+            raise PickleLimitError(
+                f"the pickle needs more than {limits.MAX_PICKLE_OPCODES:,} steps to load",
+                "MAX_PICKLE_OPCODES")
+
+    def copy(self, size: int) -> None:
+        self.copied += size
+        if self.copied > limits.MAX_PICKLE_COPIED_BYTES:
+            raise PickleLimitError(
+                f"the pickle copies more than {size_text(limits.MAX_PICKLE_COPIED_BYTES)} "
+                "while loading", "MAX_PICKLE_COPIED_BYTES")
+
+    def created(self, obj: Any) -> Any:
+        self.objects += 1
+        if self.objects > limits.MAX_PICKLE_OBJECTS:
+            raise PickleLimitError(
+                f"the pickle creates more than {limits.MAX_PICKLE_OBJECTS:,} objects",
+                "MAX_PICKLE_OBJECTS")
+        return obj
+
+    def container(self, obj: Any, items: Any = ()) -> Any:
+        """Register a new container holding ``items``; return it."""
+        self.created(obj)
+        self.depths[id(obj)] = self.nesting(self.deepest(items) + 1)
+        return obj
+
+    def deepest(self, items: Any) -> int:
+        depths = self.depths
+        best = 0
+        for item in items:
+            if type(item) in _CONTAINER_TYPES:
+                depth = depths.get(id(item), 1)
+                if depth > best:  # noqa: PLR1730 (hot path: max() is a call)
+                    best = depth
+        return best
+
+    def grow(self, target: Any, items: Any) -> None:
+        """``target`` now also holds ``items``: deepen it if they are deeper."""
+        depth = self.deepest(items) + 1
+        key = id(target)
+        if depth > self.depths.get(key, 1):
+            self.depths[key] = self.nesting(depth)
+
+    @staticmethod
+    def nesting(depth: int) -> int:
+        if depth > limits.MAX_NESTING:
+            raise PickleLimitError(
+                f"the pickle nests containers more than {limits.MAX_NESTING} deep",
+                "MAX_NESTING")
+        return depth
+
+    # --- the memo ----------------------------------------------------------------
+
+    def memo_put(self, index: int, obj: Any) -> None:
+        dense, sparse = self.dense, self.sparse
+        size = len(dense)
+        if index < size:
+            dense[index] = obj
+            return
+        if index not in sparse and size + len(sparse) >= limits.MAX_PICKLE_MEMO:
+            raise PickleLimitError(
+                f"the pickle memoizes more than {limits.MAX_PICKLE_MEMO:,} objects",
+                "MAX_PICKLE_MEMO")
+        if index == size:
+            dense.append(obj)
+            sparse.pop(index, None)
+        else:
+            sparse[index] = obj
+
+    def memo_get(self, index: int) -> Any:
+        if index < len(self.dense):
+            return self.dense[index]
+        try:
+            return self.sparse[index]
+        except KeyError:
+            raise MalformedPickleError(f"memo key {index} is not defined") from None
+
+    # --- reading the buffer --------------------------------------------------------
+
+    def take(self, size: int) -> bytes:
+        start = self.pos
+        stop = start + size
+        if stop > self.end:
+            raise PickleTruncatedError("the pickle ends early")
+        self.pos = stop
+        return self.data[start:stop]
+
+    def line(self) -> bytes:
+        stop = self.data.find(b"\n", self.pos, self.end)
+        if stop < 0:
+            raise PickleTruncatedError("the pickle ends early")
+        start, self.pos = self.pos, stop + 1
+        return self.data[start:stop]
+
+    def size_arg(self, fmt: str, width: int) -> int:
+        """A length prefix; a length past the end of the data is a truncated pickle."""
+        (size,) = struct.unpack(fmt, self.take(width))
+        if size > self.end - self.pos:
+            raise PickleTruncatedError("the pickle ends early")
+        return size
+
+    # --- stack ----------------------------------------------------------------------
+
+    def pop(self) -> Any:
+        try:
+            return self.stack.pop()
+        except IndexError:
+            raise MalformedPickleError("unpickling stack underflow") from None
+
+    def top(self) -> Any:
+        try:
+            return self.stack[-1]
+        except IndexError:
+            raise MalformedPickleError("unpickling stack underflow") from None
+
+    def pop_mark(self) -> list[Any]:
+        if not self.metastack:
+            raise MalformedPickleError("unpickling stack underflow (no MARK)")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def push(self, obj: Any) -> None:
+        self.stack.append(obj)
+
+    # --- running --------------------------------------------------------------------
+
+    def run(self) -> Any:
+        """Execute opcodes up to STOP and return the result.
+
+        The opcodes real checkpoints are made of run inline on local
+        variables (this loop is the reader's hot path); the rest go through
+        the handler table with the state written back to ``self``.
+        """
+        data, end, dense, sparse, depths = self.data, self.end, self.dense, self.sparse, self.depths
+        metastack, stack, pos = self.metastack, self.stack, self.pos
+        work, objects = self.work, self.objects
+        work_cap, object_cap = limits.MAX_PICKLE_OPCODES, limits.MAX_PICKLE_OBJECTS
+        memo_cap, nesting_cap = limits.MAX_PICKLE_MEMO, limits.MAX_NESTING
+        containers, records, handlers = _CONTAINER_TYPES, _RECORD_TYPES, _HANDLERS
+        u16, i32, u32 = _U16, _I32, _U32
+        try:
+            while True:
+                if pos >= end:
+                    raise PickleTruncatedError("the pickle ends early")
+                op = data[pos]
+                pos += 1
+                work += 1
+                if work > work_cap or objects > object_cap:
+                    self.work, self.objects = work, objects
+                    self.charge(0)
+                    self.created(None)
+                if op == 0x94:  # MEMOIZE
+                    if sparse or len(dense) >= memo_cap:
+                        self.memo_put(len(dense) + len(sparse), stack[-1])
+                    else:
+                        dense.append(stack[-1])
+                elif op == 0x68:  # BINGET
+                    if pos >= end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    index = data[pos]
+                    stack.append(dense[index] if index < len(dense) else sparse[index])
+                    pos += 1
+                elif op == 0x6A:  # LONG_BINGET
+                    if pos + 4 > end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    index = u32(data, pos)[0]
+                    stack.append(dense[index] if index < len(dense) else sparse[index])
+                    pos += 4
+                elif op == 0x29:  # EMPTY_TUPLE
+                    stack.append(())
+                elif op == 0x28:  # MARK
+                    if len(metastack) >= nesting_cap:
+                        raise PickleLimitError(
+                            f"the pickle nests MARKs more than {nesting_cap} deep", "MAX_NESTING")
+                    metastack.append(stack)
+                    stack = []
+                elif op == 0x4B:  # BININT1
+                    if pos >= end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    stack.append(data[pos])
+                    pos += 1
+                elif op == 0x81:  # NEWOBJ
+                    args = stack.pop()
+                    cls = stack[-1]
+                    if type(cls) is not type or cls not in records or type(args) is not tuple:
+                        _new_record(self, cls, args, None)  # raises the precise error
+                    stack[-1] = cls()
+                    objects += 1
+                elif op == 0x62:  # BUILD
+                    state = stack.pop()
+                    inst = stack[-1]
+                    if type(inst) in records and type(state) is dict and not inst.fields:
+                        # A dataclass record taking its field dict: adopt it.
+                        inst.fields = state
+                        depth = depths.get(id(state), 1) + 1
+                        if depth > 2:
+                            depths[id(inst)] = self.nesting(depth)
+                    else:
+                        self.work = work
+                        _build(self, inst, state)
+                        work = self.work
+                elif op == 0x85 or op == 0x86 or op == 0x87:  # TUPLE1, TUPLE2, TUPLE3
+                    count = op - 0x84
+                    if len(stack) < count:
+                        raise IndexError
+                    value = tuple(stack[-count:])
+                    del stack[-count:]
+                    depth = 0
+                    for item in value:
+                        if type(item) in containers:
+                            inner = depths.get(id(item), 1)
+                            if inner > depth:  # noqa: PLR1730 (hot path: max() is a call)
+                                depth = inner
+                    if depth:
+                        if depth >= nesting_cap:
+                            self.nesting(depth + 1)
+                        depths[id(value)] = depth + 1
+                    stack.append(value)
+                    objects += 1
+                elif op == 0x7D:  # EMPTY_DICT
+                    stack.append({})
+                    objects += 1
+                elif op == 0x75:  # SETITEMS
+                    items = stack
+                    stack = metastack.pop()
+                    target = stack[-1]
+                    if type(target) is dict and not len(items) % 2:
+                        # The common case inline: _set_items with string keys.
+                        depth = 0
+                        for index in range(0, len(items), 2):
+                            key = items[index]
+                            if type(key) is not str:
+                                check_key(key)
+                                if type(key) in containers:
+                                    inner = depths.get(id(key), 1)
+                                    if inner > depth:  # noqa: PLR1730 (hot path: max() is a call)
+                                        depth = inner
+                            value = items[index + 1]
+                            if type(value) in containers:
+                                inner = depths.get(id(value), 1)
+                                if inner > depth:  # noqa: PLR1730 (hot path: max() is a call)
+                                    depth = inner
+                            target[key] = value
+                        if depth and depth + 1 > depths.get(id(target), 1):
+                            depths[id(target)] = self.nesting(depth + 1)
+                    else:
+                        _set_items(self, target, items)
+                elif op == 0x52:  # REDUCE
+                    args = stack.pop()
+                    self.work, self.objects = work, objects
+                    stack[-1] = _call(self, stack[-1], args)
+                    work, objects = self.work, self.objects
+                elif op == 0x89:  # NEWFALSE
+                    stack.append(False)
+                elif op == 0x8C:  # SHORT_BINUNICODE
+                    if pos >= end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    stop = pos + 1 + data[pos]
+                    if stop > end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    stack.append(_utf8(data[pos + 1:stop]))
+                    pos = stop
+                    objects += 1
+                elif op == 0x74:  # TUPLE
+                    items = stack
+                    stack = metastack.pop()
+                    value = tuple(items)
+                    self.objects = objects
+                    stack.append(self.container(value, value))
+                    objects = self.objects
+                elif op == 0x4D:  # BININT2
+                    if pos + 2 > end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    stack.append(u16(data, pos)[0])
+                    pos += 2
+                elif op == 0x4A:  # BININT
+                    if pos + 4 > end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    stack.append(i32(data, pos)[0])
+                    pos += 4
+                    objects += 1
+                elif op == 0x5D:  # EMPTY_LIST
+                    stack.append([])
+                    objects += 1
+                elif op == 0x61:  # APPEND
+                    value = stack.pop()
+                    _append(self, stack[-1], [value])
+                elif op == 0x65:  # APPENDS
+                    items = stack
+                    stack = metastack.pop()
+                    _append(self, stack[-1], items)
+                elif op == 0x73:  # SETITEM
+                    value = stack.pop()
+                    key = stack.pop()
+                    _set_items(self, stack[-1], [key, value])
+                elif op == 0x71:  # BINPUT
+                    if pos >= end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    index = data[pos]
+                    if index == len(dense) and not sparse and index < memo_cap:
+                        dense.append(stack[-1])
+                    else:
+                        self.memo_put(index, stack[-1])
+                    pos += 1
+                elif op == 0x72:  # LONG_BINPUT
+                    if pos + 4 > end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    index = u32(data, pos)[0]
+                    if index == len(dense) and not sparse and index < memo_cap:
+                        dense.append(stack[-1])
+                    else:
+                        self.memo_put(index, stack[-1])
+                    pos += 4
+                elif op == 0x4E:  # NONE
+                    stack.append(None)
+                elif op == 0x88:  # NEWTRUE
+                    stack.append(True)
+                elif op == 0x2E:  # STOP
+                    self.pos = pos
+                    return stack.pop()
+                else:
+                    handler = handlers[op]
+                    if handler is None:
+                        raise MalformedPickleError(
+                            f"invalid pickle opcode 0x{op:02x} at byte {pos - 1}")
+                    self.pos, self.stack, self.work, self.objects = pos, stack, work, objects
+                    handler(self)
+                    pos, stack, work, objects = self.pos, self.stack, self.work, self.objects
+        except IndexError:
+            raise MalformedPickleError("unpickling stack underflow") from None
+        except KeyError as exc:
+            raise MalformedPickleError(
+                f"memo key {describe(exc.args[0] if exc.args else None, 20)} is not defined"
+            ) from None
+
+
+def _utf8(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise MalformedPickleError("text in the pickle is not utf-8") from None
+
+
+_U16 = struct.Struct("<H").unpack_from
+_I32 = struct.Struct("<i").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_NO_FIELDS: Any = MappingProxyType({})
+
+
+# --- shared steps of the inline opcodes ----------------------------------------------
+
+def _set_items(m: _Machine, target: Any, items: list[Any]) -> None:
+    if type(target) is not dict and type(target) is not PickledDict:
+        raise MalformedPickleError(f"SETITEM on {describe(target, 40)}, which is not a dict")
+    if len(items) % 2:
+        raise MalformedPickleError("odd number of items for SETITEMS")
+    for key in items[::2]:
+        check_key(key)
+    m.grow(target, items)
+    for index in range(0, len(items), 2):
+        target[items[index]] = items[index + 1]
+
+
+def _append(m: _Machine, target: Any, items: list[Any]) -> None:
+    if type(target) is not list:
+        raise MalformedPickleError(f"APPEND to {describe(target, 40)}, which is not a list")
+    m.grow(target, items)
+    target.extend(items)
+
+
+def _build(m: _Machine, inst: Any, state: Any) -> None:
+    if not isinstance(inst, (Record, _Inert, PickledDict)):
+        raise MalformedPickleError(f"BUILD on {describe(inst, 40)}, which takes no state")
+    # Merging a state dict copies it: charge that, as the same state can be
+    # fetched from the memo and applied again and again.
+    for part in state if type(state) is tuple else (state,):
+        if isinstance(part, dict):
+            m.charge(len(part))
+    inst.__setstate__(state)
+    m.grow(inst, (state,))
+
+
+def _call(m: _Machine, func: Any, args: Any) -> Any:
+    """What calling an allowed global with ``args`` builds (REDUCE, INST, OBJ)."""
+    if type(args) is not tuple:
+        raise MalformedPickleError("call arguments must be a tuple")
+    if isinstance(func, _Builder):
+        m.charge(len(args))
+        result = func.call(m, args)
+    elif type(func) is type and func in _RECORD_TYPES:
+        if args:
+            raise MalformedPickleError(f"{func.kind} is never constructed with arguments")
+        result = func()
+    else:
+        raise MalformedPickleError(f"{describe(func, 60)} cannot be called")
+    if type(result) in _CONTAINER_TYPES:
+        return m.container(result, result.values() if isinstance(result, dict) else result)
+    return m.created(result)
+
+
+def _new_record(m: _Machine, cls: Any, args: Any, kwargs: Any) -> Record:
+    """``cls.__new__(cls)`` for NEWOBJ and NEWOBJ_EX: only the DCP record classes."""
+    if type(cls) is not type or cls not in _RECORD_TYPES:
+        raise MalformedPickleError(f"{describe(cls, 60)} cannot be instantiated")
+    if type(args) is not tuple or (kwargs is not None and type(kwargs) is not dict):
+        raise MalformedPickleError("NEWOBJ arguments must be a tuple")
+    return m.container(cls())
+
+
+# --- handlers of the other opcodes ------------------------------------------------------
+# Semantics follow CPython's pickle.py (_Unpickler.load_*), with the checks above.
+
+def _op_proto(m: _Machine) -> None:
+    version = m.take(1)[0]
+    if version > HIGHEST_PROTOCOL:
+        raise MalformedPickleError(f"unsupported pickle protocol {version}")
+
+
+def _op_frame(m: _Machine) -> None:
+    # The whole pickle is already in memory; a frame only announces its length.
+    m.take(8)
+
+
+def _op_persid(m: _Machine) -> None:
+    try:
+        pid = m.line().decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedPickleError("persistent id is not ASCII") from None
+    m.push(_persistent_load(m, pid))
+
+
+def _op_binpersid(m: _Machine) -> None:
+    m.push(_persistent_load(m, m.pop()))
+
+
+def _persistent_load(m: _Machine, pid: Any) -> StorageRef:
+    # torch.save: ('storage', StorageType, key, location, numel[, view]).
+    if not m.allow_storages:
+        raise ForbiddenGlobalError("a persistent id")
+    if type(pid) is not tuple or not pid or type(pid[0]) is not str or pid[0] != "storage":
+        kind = pid[0] if type(pid) is tuple and pid else pid
+        kind_text = kind if type(kind) is str else type(kind).__name__
+        raise ForbiddenGlobalError(f"persistent id of kind {describe(kind_text, 40)}")
+    if len(pid) not in (5, 6) or not isinstance(pid[1], StorageType) \
+            or type(pid[2]) is not str or type(pid[3]) is not str \
+            or type(pid[4]) is not int or pid[4] < 0 or len(pid[2]) > 256 or len(pid[3]) > 256:
+        raise MalformedPickleError("malformed storage reference")
+    ref = m.created(StorageRef(pid[1].dtype, pid[2], pid[3], pid[4]))
+    m.storages.append(ref)
+    return ref
+
+
+def _decimal(text: bytes, what: str) -> int:
+    digits = text.lstrip(b"+-")
+    if not digits.isdigit() or len(digits) > limits.MAX_INT_DIGITS:
+        raise MalformedPickleError(f"bad {what} in the pickle: {describe(text, 40)}")
+    return int(text)
+
+
+def _op_int(m: _Machine) -> None:
+    text = m.line()
+    if text == b"00":
+        value: Any = False
+    elif text == b"01":
+        value = True
+    else:
+        value = _decimal(text, "integer")
+    m.push(m.created(value))
+
+
+def _op_long(m: _Machine) -> None:
+    text = m.line()
+    if text.endswith(b"L"):
+        text = text[:-1]
+    m.push(m.created(_decimal(text, "integer")))
+
+
+def _long_bytes(m: _Machine, size: int) -> None:
+    if size > limits.MAX_INT_BYTES:
+        raise PickleLimitError(f"the pickle holds a {size}-byte integer (the cap is "
+                               f"{limits.MAX_INT_BYTES} bytes)", "MAX_INT_BYTES")
+    m.push(m.created(int.from_bytes(m.take(size), "little", signed=True)))
+
+
+def _op_long1(m: _Machine) -> None:
+    _long_bytes(m, m.take(1)[0])
+
+
+def _op_long4(m: _Machine) -> None:
+    (size,) = struct.unpack("<i", m.take(4))
+    if size < 0:
+        raise MalformedPickleError("LONG pickle has negative byte count")
+    _long_bytes(m, size)
+
+
+def _op_float(m: _Machine) -> None:
+    text = m.line()
+    if len(text) > 64:
+        raise MalformedPickleError("bad float in the pickle")
+    try:
+        m.push(m.created(float(text)))
+    except ValueError:
+        raise MalformedPickleError("bad float in the pickle") from None
+
+
+def _op_binfloat(m: _Machine) -> None:
+    m.push(m.created(struct.unpack(">d", m.take(8))[0]))
+
+
+def _op_string(m: _Machine) -> None:
+    raw = m.line()
+    if len(raw) < 2 or raw[0] != raw[-1] or raw[0] not in b"\"'":
+        raise MalformedPickleError("the STRING opcode argument must be quoted")
+    try:
+        unescaped = codecs.escape_decode(raw[1:-1])[0]
+    except ValueError:
+        raise MalformedPickleError("bad STRING escape in the pickle") from None
+    # Python 2 str, decoded as torch.load does (encoding="utf-8").
+    m.push(m.created(_utf8(unescaped)))
+
+
+def _op_binstring(m: _Machine) -> None:
+    (size,) = struct.unpack("<i", m.take(4))
+    if size < 0:
+        raise MalformedPickleError("BINSTRING pickle has negative byte count")
+    m.push(m.created(_utf8(m.take(size))))
+
+
+def _op_short_binstring(m: _Machine) -> None:
+    m.push(m.created(_utf8(m.take(m.take(1)[0]))))
+
+
+def _op_binbytes(m: _Machine) -> None:
+    m.push(m.created(m.take(m.size_arg("<I", 4))))
+
+
+def _op_short_binbytes(m: _Machine) -> None:
+    m.push(m.created(m.take(m.take(1)[0])))
+
+
+def _op_binbytes8(m: _Machine) -> None:
+    m.push(m.created(m.take(m.size_arg("<Q", 8))))
+
+
+def _op_bytearray8(m: _Machine) -> None:
+    m.push(m.created(bytearray(m.take(m.size_arg("<Q", 8)))))
+
+
+def _op_unicode(m: _Machine) -> None:
+    try:
+        m.push(m.created(m.line().decode("raw-unicode-escape")))
+    except UnicodeDecodeError:
+        raise MalformedPickleError("bad UNICODE escape in the pickle") from None
+
+
+def _op_binunicode(m: _Machine) -> None:
+    m.push(m.created(_utf8(m.take(m.size_arg("<I", 4)))))
+
+
+def _op_binunicode8(m: _Machine) -> None:
+    m.push(m.created(_utf8(m.take(m.size_arg("<Q", 8)))))
+
+
+def _op_out_of_band(m: _Machine) -> None:
+    raise MalformedPickleError("out-of-band buffers are not used by checkpoints")
+
+
+def _op_empty_set(m: _Machine) -> None:
+    m.push(m.container(set()))
+
+
+def _op_frozenset(m: _Machine) -> None:
+    items = m.pop_mark()
+    for item in items:
+        check_key(item)
+    m.push(m.container(frozenset(items), items))
+
+
+def _op_list(m: _Machine) -> None:
+    items = m.pop_mark()
+    m.push(m.container(items, items))
+
+
+def _op_dict(m: _Machine) -> None:
+    items = m.pop_mark()
+    result = m.container({})
+    _set_items(m, result, items)
+    m.push(result)
+
+
+def _op_additems(m: _Machine) -> None:
+    items = m.pop_mark()
+    target = m.top()
+    if type(target) is not set:
+        raise MalformedPickleError(f"ADDITEMS to {describe(target, 40)}, which is not a set")
+    for item in items:
+        check_key(item)
+    m.grow(target, items)
+    target.update(items)
+
+
+def _op_pop(m: _Machine) -> None:
+    if m.stack:
+        m.stack.pop()
+    else:
+        m.pop_mark()
+
+
+def _op_pop_mark(m: _Machine) -> None:
+    m.pop_mark()
+
+
+def _op_dup(m: _Machine) -> None:
+    m.push(m.top())
+
+
+def _op_get(m: _Machine) -> None:
+    m.push(m.memo_get(_decimal(m.line(), "memo key")))
+
+
+def _op_put(m: _Machine) -> None:
+    index = _decimal(m.line(), "memo key")
+    if index < 0:
+        raise MalformedPickleError("negative PUT argument")
+    m.memo_put(index, m.top())
+
+
+def _global_name(m: _Machine) -> tuple[str, str]:
+    return _utf8(m.line()), _utf8(m.line())
+
+
+def _op_global(m: _Machine) -> None:
+    m.push(find_class(*_global_name(m)))
+
+
+def _op_stack_global(m: _Machine) -> None:
+    name = m.pop()
+    module = m.pop()
+    if type(name) is not str or type(module) is not str:
+        raise MalformedPickleError("STACK_GLOBAL requires str")
+    m.push(find_class(module, name))
+
+
+def _extension(m: _Machine, code: int) -> None:
+    # The copyreg extension registry names a global by number; resolve the
+    # number to its name and send that through the allow-list like any other.
+    key = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
+    if key is None:
+        raise MalformedPickleError(f"unregistered extension code {code}")
+    m.push(find_class(*key))
+
+
+def _op_ext1(m: _Machine) -> None:
+    _extension(m, m.take(1)[0])
+
+
+def _op_ext2(m: _Machine) -> None:
+    _extension(m, struct.unpack("<H", m.take(2))[0])
+
+
+def _op_ext4(m: _Machine) -> None:
+    _extension(m, struct.unpack("<i", m.take(4))[0])
+
+
+def _op_newobj_ex(m: _Machine) -> None:
+    kwargs = m.pop()
+    args = m.pop()
+    cls = m.pop()
+    m.push(_new_record(m, cls, args, kwargs))
+
+
+def _instantiate(m: _Machine, klass: Any, args: list[Any]) -> None:
+    if type(klass) is type and klass in _RECORD_TYPES:
+        if args:
+            raise MalformedPickleError(f"{klass.kind} is never constructed with arguments")
+        m.push(m.container(klass()))
+    else:
+        m.push(_call(m, klass, tuple(args)))
+
+
+def _op_inst(m: _Machine) -> None:
+    klass = find_class(*_global_name(m))
+    _instantiate(m, klass, m.pop_mark())
+
+
+def _op_obj(m: _Machine) -> None:
+    args = m.pop_mark()
+    if not args:
+        raise MalformedPickleError("OBJ without a class")
+    _instantiate(m, args[0], args[1:])
+
+
+def _handler_table() -> list[Callable[[_Machine], Any] | None]:
+    table: list[Callable[[_Machine], Any] | None] = [None] * 256
+    by_code = {
+        b"\x80": _op_proto, b"\x95": _op_frame, b"P": _op_persid, b"Q": _op_binpersid,
+        b"I": _op_int, b"L": _op_long, b"\x8a": _op_long1, b"\x8b": _op_long4,
+        b"F": _op_float, b"G": _op_binfloat,
+        b"S": _op_string, b"T": _op_binstring, b"U": _op_short_binstring,
+        b"B": _op_binbytes, b"C": _op_short_binbytes, b"\x8e": _op_binbytes8,
+        b"\x96": _op_bytearray8, b"\x97": _op_out_of_band, b"\x98": _op_out_of_band,
+        b"V": _op_unicode, b"X": _op_binunicode, b"\x8d": _op_binunicode8,
+        b"\x8f": _op_empty_set, b"\x90": _op_additems, b"\x91": _op_frozenset,
+        b"l": _op_list, b"d": _op_dict,
+        b"0": _op_pop, b"1": _op_pop_mark, b"2": _op_dup,
+        b"g": _op_get, b"p": _op_put,
+        b"c": _op_global, b"\x93": _op_stack_global,
+        b"\x82": _op_ext1, b"\x83": _op_ext2, b"\x84": _op_ext4,
+        b"\x92": _op_newobj_ex, b"i": _op_inst, b"o": _op_obj,
+    }
+    for code, handler in by_code.items():
+        table[code[0]] = handler
+    return table
+
+
+_HANDLERS = _handler_table()
+
+
+def load_pickle(data: bytes, pos: int = 0, *, allow_storages: bool = False
+                ) -> tuple[Any, list[StorageRef], int]:
+    """Run the pickle starting at ``data[pos]``.
+
+    Returns the object, the storages it names and the offset just past its
+    STOP opcode (torch.save's legacy format puts pickles back to back).
+    Raises :class:`UnpicklingError` subclasses and nothing else.
+    """
+    machine = _Machine(data, pos, allow_storages)
+    try:
+        obj = machine.run()
+    except UnpicklingError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise PickleLimitError(f"the pickle is too large or deep to load ({type(exc).__name__})",
+                               "memory") from None
+    except (ValueError, TypeError, OverflowError, AttributeError, UnicodeError,
+            struct.error) as exc:
+        # An allowed builder or container refusing its arguments in a way the
+        # checks above did not foresee: still only a malformed file.
+        raise MalformedPickleError(f"{type(exc).__name__} while loading") from None
+    return obj, machine.storages, machine.pos
+
+
+def restricted_load(file: BinaryIO | bytes, *, allow_storages: bool = False
+                    ) -> tuple[Any, list[StorageRef]]:
+    """Load one pickle from ``file`` (a binary stream or bytes); the object and its storages."""
+    if isinstance(file, (bytes, bytearray, memoryview)):
+        data = bytes(file)
+    else:
+        data = file.read(limits.MAX_PICKLE_BYTES + 1)
+    if len(data) > limits.MAX_PICKLE_BYTES:
+        raise PickleLimitError(f"the pickle is over the {size_text(limits.MAX_PICKLE_BYTES)} "
+                               "limit", "MAX_PICKLE_BYTES")
+    obj, storages, _ = load_pickle(data, allow_storages=allow_storages)
+    return obj, storages
+
+
+# --- as the readers use it -------------------------------------------------------------
+
+def unpickle(data: bytes, path: str, *, allow_storages: bool, what: str, pos: int = 0,
+             cut_at_cap: bool = False) -> tuple[Any, list[StorageRef], int]:
+    """:func:`load_pickle` with every failure turned into a checkpoint error about ``path``.
+
+    A global outside the allow-list is an :class:`UnsafeCheckpointError`; a
+    cap is named in the message; anything else malformed says the file is not
+    ``what``. ``cut_at_cap``: ``data`` is the first MAX_PICKLE_BYTES of a longer
+    file, so running off its end means the pickle is over that cap.
+    """
+    try:
+        return load_pickle(data, pos, allow_storages=allow_storages)
+    except ForbiddenGlobalError as exc:
+        raise UnsafeCheckpointError(
+            f"refusing to read {path}: its pickle asks for {exc.what}, which is not on "
+            "kforge's allow-list of inert checkpoint globals (nothing was executed)",
+            hint="kforge never runs code from a checkpoint; if you trust the file, re-save "
+                 "the weights as model.state_dict() with torch.save or as .safetensors",
+            global_name=exc.what[len("global "):] if exc.what.startswith("global ") else None,
+        ) from None
+    except PickleTruncatedError:
+        if cut_at_cap:
+            raise CheckpointLimitError(
+                f"refusing to read {path}: its pickles run past the "
+                f"{size_text(limits.MAX_PICKLE_BYTES)} limit", "MAX_PICKLE_BYTES") from None
+        raise CheckpointError(f"{path} is truncated: the pickle ends early",
+                              hint="the copy or the save was cut short") from None
+    except PickleLimitError as exc:
+        raise CheckpointLimitError(f"refusing to read {path}: {exc.message}", exc.cap) from None
+    except UnpicklingError as exc:
+        raise CheckpointError(f"{path} is not {what} ({exc.message})",
+                              hint="the file is corrupt or of another kind") from None
