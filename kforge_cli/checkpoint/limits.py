@@ -19,14 +19,14 @@ MiB = 2**20
 # 250 bytes each: a 7B model's model + AdamW state (about 900 tensors) saved
 # by 128 ranks writes about 30 MiB. The data.pkl of a torch.save state dict is
 # about 100 bytes per tensor.
-MAX_PICKLE_BYTES = 48 * MiB
+MAX_PICKLE_BYTES = 16 * MiB
 # Opcodes one pickle may execute: about 2.5 bytes each in DCP metadata, so a
 # pickle at the byte cap needs some 20 million.
-MAX_PICKLE_OPCODES = 24_000_000
+MAX_PICKLE_OPCODES = 10_000_000
 # Objects (containers, records, strings, numbers) one pickle may create, and
 # entries its memo may hold: a pickle at the byte cap creates some 4 million.
-MAX_PICKLE_OBJECTS = 6_000_000
-MAX_PICKLE_MEMO = 6_000_000
+MAX_PICKLE_OBJECTS = 3_000_000
+MAX_PICKLE_MEMO = 3_000_000
 # Bytes the allowed builders may copy (latin-1 strings turned into bytes).
 MAX_PICKLE_COPIED_BYTES = 64 * MiB
 # Containers inside containers, counted as built; real checkpoints nest < 10.
@@ -38,7 +38,7 @@ MAX_INT_DIGITS = 80
 # --- what a checkpoint lists ----------------------------------------------------
 # Entries (tensors, optimizer state, other values) in one checkpoint: a
 # 1000-expert MoE with AdamW state has a few hundred thousand.
-MAX_ENTRIES = 2_000_000
+MAX_ENTRIES = 500_000
 # Characters in one entry name: real names are under 300.
 MAX_NAME_CHARS = 1024
 
@@ -48,7 +48,7 @@ MAX_NAME_CHARS = 1024
 MAX_SAFETENSORS_HEADER_BYTES = 16 * MiB
 MAX_INDEX_BYTES = 16 * MiB
 # KempnerForge writes metadata.json as step, tokens_seen and vlm_freeze.
-MAX_RUN_METADATA_BYTES = 256 * KiB
+MAX_RUN_METADATA_BYTES = 64 * KiB
 # Containers ([ and {) one JSON document may hold; 3 per safetensors entry.
 MAX_JSON_CONTAINERS = 1_000_000
 MAX_JSON_DEPTH = 64

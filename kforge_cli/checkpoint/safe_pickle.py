@@ -235,6 +235,9 @@ def _torch_size(machine: _Machine, *args: Any) -> tuple[int, ...]:
     return as_shape(args[0])
 
 
+_TORCH_SIZE = _Builder("torch.Size", _torch_size)
+
+
 def _ordered_dict(machine: _Machine, *args: Any) -> PickledDict:
     if not args:
         return PickledDict()
@@ -425,7 +428,7 @@ def _make_allow_list() -> tuple[dict[tuple[str, str], Callable[[], Any]], frozen
             constant((module, name), _Builder(name, _path_builder(join)))
 
     # Shapes, dtypes and layouts: in both formats.
-    constant(("torch", "Size"), _Builder("torch.Size", _torch_size))
+    constant(("torch", "Size"), _TORCH_SIZE)
     for name in _DTYPE_NAMES:
         allowed[("torch", name)] = (lambda n=name: DType(n))
     constant(("torch.serialization", "_get_layout"), _Builder("layout", _layout))
@@ -680,6 +683,7 @@ class _Machine:
         work_cap, object_cap = limits.MAX_PICKLE_OPCODES, limits.MAX_PICKLE_OBJECTS
         memo_cap, nesting_cap = limits.MAX_PICKLE_MEMO, limits.MAX_NESTING
         containers, records, handlers = _CONTAINER_TYPES, _RECORD_TYPES, _HANDLERS
+        torch_size = _TORCH_SIZE
         u16, i32, u32 = _U16, _I32, _U32
         try:
             while True:
@@ -711,6 +715,8 @@ class _Machine:
                     pos += 4
                 elif op == 0x29:  # EMPTY_TUPLE
                     stack.append(())
+                elif op == 0x4E:  # NONE
+                    stack.append(None)
                 elif op == 0x28:  # MARK
                     if len(metastack) >= nesting_cap:
                         raise PickleLimitError(
@@ -790,9 +796,16 @@ class _Machine:
                         _set_items(self, target, items)
                 elif op == 0x52:  # REDUCE
                     args = stack.pop()
-                    self.work, self.objects = work, objects
-                    stack[-1] = _call(self, stack[-1], args)
-                    work, objects = self.work, self.objects
+                    func = stack[-1]
+                    if func is torch_size and type(args) is tuple and len(args) == 1 \
+                            and type(args[0]) is tuple:
+                        # torch.Size(a_tuple) is that tuple: a shape or chunk offset,
+                        # the most common call by far in DCP metadata.
+                        stack[-1] = as_shape(args[0])
+                    else:
+                        self.work, self.objects = work, objects
+                        stack[-1] = _call(self, func, args)
+                        work, objects = self.work, self.objects
                 elif op == 0x89:  # NEWFALSE
                     stack.append(False)
                 elif op == 0x8C:  # SHORT_BINUNICODE
@@ -802,6 +815,15 @@ class _Machine:
                     if stop > end:
                         raise PickleTruncatedError("the pickle ends early")
                     stack.append(_utf8(data[pos + 1:stop]))
+                    pos = stop
+                    objects += 1
+                elif op == 0x58:  # BINUNICODE
+                    if pos + 4 > end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    stop = pos + 4 + u32(data, pos)[0]
+                    if stop > end:
+                        raise PickleTruncatedError("the pickle ends early")
+                    stack.append(_utf8(data[pos + 4:stop]))
                     pos = stop
                     objects += 1
                 elif op == 0x74:  # TUPLE
@@ -854,10 +876,15 @@ class _Machine:
                     else:
                         self.memo_put(index, stack[-1])
                     pos += 4
-                elif op == 0x4E:  # NONE
-                    stack.append(None)
                 elif op == 0x88:  # NEWTRUE
                     stack.append(True)
+                elif op == 0x32:  # DUP
+                    stack.append(stack[-1])
+                elif op == 0x30:  # POP
+                    if stack:
+                        stack.pop()
+                    else:
+                        stack = metastack.pop()
                 elif op == 0x2E:  # STOP
                     self.pos = pos
                     return stack.pop()
@@ -1096,10 +1123,6 @@ def _op_unicode(m: _Machine) -> None:
         raise MalformedPickleError("bad UNICODE escape in the pickle") from None
 
 
-def _op_binunicode(m: _Machine) -> None:
-    m.push(m.created(_utf8(m.take(m.size_arg("<I", 4)))))
-
-
 def _op_binunicode8(m: _Machine) -> None:
     m.push(m.created(_utf8(m.take(m.size_arg("<Q", 8)))))
 
@@ -1142,19 +1165,8 @@ def _op_additems(m: _Machine) -> None:
     target.update(items)
 
 
-def _op_pop(m: _Machine) -> None:
-    if m.stack:
-        m.stack.pop()
-    else:
-        m.pop_mark()
-
-
 def _op_pop_mark(m: _Machine) -> None:
     m.pop_mark()
-
-
-def _op_dup(m: _Machine) -> None:
-    m.push(m.top())
 
 
 def _op_get(m: _Machine) -> None:
@@ -1242,10 +1254,10 @@ def _handler_table() -> list[Callable[[_Machine], Any] | None]:
         b"S": _op_string, b"T": _op_binstring, b"U": _op_short_binstring,
         b"B": _op_binbytes, b"C": _op_short_binbytes, b"\x8e": _op_binbytes8,
         b"\x96": _op_bytearray8, b"\x97": _op_out_of_band, b"\x98": _op_out_of_band,
-        b"V": _op_unicode, b"X": _op_binunicode, b"\x8d": _op_binunicode8,
+        b"V": _op_unicode, b"\x8d": _op_binunicode8,
         b"\x8f": _op_empty_set, b"\x90": _op_additems, b"\x91": _op_frozenset,
         b"l": _op_list, b"d": _op_dict,
-        b"0": _op_pop, b"1": _op_pop_mark, b"2": _op_dup,
+        b"1": _op_pop_mark,
         b"g": _op_get, b"p": _op_put,
         b"c": _op_global, b"\x93": _op_stack_global,
         b"\x82": _op_ext1, b"\x83": _op_ext2, b"\x84": _op_ext4,

@@ -85,6 +85,22 @@ def test_pickle_running_python(tmp_path: Path) -> None:
     _expect_unsafe(path, marker, "__builtin__.exec")  # protocol 2 spelling, as stored
 
 
+@pytest.mark.parametrize("opcodes", [
+    pytest.param(lambda cmd: b"(" + cmd + b"ios\nsystem\n.", id="INST"),
+    pytest.param(lambda cmd: b"(cos\nsystem\n" + cmd + b"o.", id="OBJ"),
+    pytest.param(lambda cmd: b"\x80\x04cos\nsystem\n(" + cmd + b"t}\x92.", id="NEWOBJ_EX"),
+    pytest.param(lambda cmd: b"\x80\x02cos\nsystem\n(" + cmd + b"tR.", id="GLOBAL+REDUCE"),
+    pytest.param(lambda cmd: b"\x80\x04\x8c\x02os\x8c\x06system\x93" + cmd + b"\x85R.",
+                 id="STACK_GLOBAL+REDUCE"),
+])
+def test_every_way_a_pickle_names_a_callable_is_refused(tmp_path: Path, opcodes) -> None:
+    marker = tmp_path / "pwned"
+    command = f"touch {marker}".encode()
+    path = tmp_path / "evil.pt"
+    path.write_bytes(opcodes(b"X" + struct.pack("<I", len(command)) + command))
+    _expect_unsafe(path, marker, "os.system")
+
+
 def test_torch_zip_with_malicious_data_pkl(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     good = tmp_path / "good.pt"
