@@ -28,16 +28,18 @@ def compare(model: Sequence[tuple[str, tuple[int, ...]]], checkpoint: dict[str, 
     for name, shape in model:
         if name not in checkpoint:
             fit.missing.append((name, shape))
-        elif checkpoint[name] is not None and tuple(checkpoint[name]) != tuple(shape):
-            fit.mismatched.append((name, tuple(shape), tuple(checkpoint[name])))
+            continue
+        saved = checkpoint[name]
+        if saved is not None and tuple(saved) != tuple(shape):
+            fit.mismatched.append((name, tuple(shape), tuple(saved)))
         else:
             fit.matched += 1
-    for name, shape in checkpoint.items():
+    for name, stored in checkpoint.items():
         if name in model_shapes:
             continue
         if prefixes and name.startswith(prefixes):
-            if shape is not None:
-                fit.stand_ins.append((name, tuple(shape)))
+            if stored is not None:
+                fit.stand_ins.append((name, tuple(stored)))
             continue
-        fit.unexpected.append((name, shape))
+        fit.unexpected.append((name, stored))
     return fit

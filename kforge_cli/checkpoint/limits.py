@@ -41,6 +41,9 @@ MAX_INT_DIGITS = 80
 MAX_ENTRIES = 500_000
 # Characters in one entry name: real names are under 300.
 MAX_NAME_CHARS = 1024
+# The central directory of a torch.save zip: about 100 bytes per member, one
+# member per storage.
+MAX_ZIP_DIRECTORY_BYTES = 64 * MiB
 
 # --- JSON (safetensors headers, HF indexes, metadata.json) ------------------------
 # A safetensors header is about 100 bytes per tensor; the largest HF index

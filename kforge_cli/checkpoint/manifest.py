@@ -60,6 +60,8 @@ class Contents:
 
 
 def strip_wrappers(name: str) -> str:
+    if "_mod" not in name and "module" not in name:  # no wrapper component: the common case
+        return name
     parts = [p for p in name.split(".") if p not in _WRAPPER_COMPONENTS]
     return ".".join(parts) if parts else name
 

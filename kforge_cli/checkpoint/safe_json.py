@@ -58,27 +58,29 @@ def load_json(data: bytes, path: str, what: str, *, unique_keys: bool = False) -
 
 
 def nesting(value: Any, limit: int) -> int:
-    """Depth of arrays and objects in a parsed document, walked without recursion;
-    the walk stops as soon as it passes ``limit``."""
-    deepest = 0
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, (dict, list)):
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    break
-            inner = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in inner
-                           if isinstance(child, (dict, list)))
-    return deepest
+    """Depth of arrays and objects in a parsed document, walked level by level
+    without recursion; the walk stops as soon as it passes ``limit``."""
+    level = [value] if type(value) in _CONTAINERS else []
+    depth = 0
+    while level and depth <= limit:
+        depth += 1
+        below = []
+        for item in level:
+            below += [c for c in (item.values() if type(item) is dict else item)
+                      if type(c) in _CONTAINERS]
+        level = below
+    return depth
+
+
+_CONTAINERS = (dict, list)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {describe(key)}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {describe(key)}")
+            seen.add(key)
     return result

@@ -31,6 +31,7 @@ import posixpath
 import struct
 import sys
 from collections.abc import Callable
+from functools import partial
 from types import MappingProxyType
 from typing import Any, BinaryIO, ClassVar
 
@@ -430,7 +431,7 @@ def _make_allow_list() -> tuple[dict[tuple[str, str], Callable[[], Any]], frozen
     # Shapes, dtypes and layouts: in both formats.
     constant(("torch", "Size"), _TORCH_SIZE)
     for name in _DTYPE_NAMES:
-        allowed[("torch", name)] = (lambda n=name: DType(n))
+        allowed[("torch", name)] = partial(DType, name)
     constant(("torch.serialization", "_get_layout"), _Builder("layout", _layout))
     constant(("torch", "device"), _Builder("torch.device", _device))
 
@@ -959,7 +960,7 @@ def _call(m: _Machine, func: Any, args: Any) -> Any:
         result = func.call(m, args)
     elif type(func) is type and func in _RECORD_TYPES:
         if args:
-            raise MalformedPickleError(f"{func.kind} is never constructed with arguments")
+            raise MalformedPickleError(f"{func.__name__} is never constructed with arguments")
         result = func()
     else:
         raise MalformedPickleError(f"{describe(func, 60)} cannot be called")
@@ -1227,7 +1228,7 @@ def _op_newobj_ex(m: _Machine) -> None:
 def _instantiate(m: _Machine, klass: Any, args: list[Any]) -> None:
     if type(klass) is type and klass in _RECORD_TYPES:
         if args:
-            raise MalformedPickleError(f"{klass.kind} is never constructed with arguments")
+            raise MalformedPickleError(f"{klass.__name__} is never constructed with arguments")
         m.push(m.container(klass()))
     else:
         m.push(_call(m, klass, tuple(args)))

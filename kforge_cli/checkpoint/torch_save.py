@@ -93,7 +93,8 @@ _EOCD64 = struct.Struct("<4sQ2H2L4Q")
 
 def _check_zip_directory(handle: BinaryIO, path: str) -> None:
     """Refuse an archive whose central directory lists more members than a state
-    dict could have, before zipfile builds an object for each of them."""
+    dict could have, or is larger than their names need, before zipfile reads it
+    whole and builds an object for each member."""
     size = file_size(handle)
     tail_size = min(size, _EOCD.size + 65535)
     try:
@@ -118,12 +119,16 @@ def _check_zip_directory(handle: BinaryIO, path: str) -> None:
         handle.seek(0)
         if len(record) < _EOCD64.size or record[:4] != b"PK\x06\x06":
             return
-        fields = _EOCD64.unpack(record)
-        members, directory_size = fields[6], fields[7]
+        # Entries in, and bytes of, the whole central directory.
+        members, directory_size = _EOCD64.unpack(record)[7:9]
     if members > limits.MAX_ENTRIES + 16:
         raise CheckpointLimitError(f"{path} is a zip archive of {members:,} members, more than "
                                    f"a state dict of {limits.MAX_ENTRIES:,} entries needs",
                                    "MAX_ENTRIES")
+    if directory_size > limits.MAX_ZIP_DIRECTORY_BYTES:
+        raise CheckpointLimitError(f"{path} has a {size_text(directory_size)} zip directory, "
+                                   f"more than the {size_text(limits.MAX_ZIP_DIRECTORY_BYTES)} "
+                                   "kforge reads", "MAX_ZIP_DIRECTORY_BYTES")
 
 
 def _zip_contents(path: str, archive: zipfile.ZipFile, budget: ReadBudget | None
@@ -207,8 +212,8 @@ def _legacy_entries(path: str, budget: ReadBudget | None) -> tuple[Entries, bool
         by_key.setdefault(ref.key, ref)
     needed = pos
     for key in keys:
-        ref = by_key.get(key)
-        needed += 8 + (ref.numel * _ITEMSIZE.get(ref.dtype, 1) if ref else 0)
+        found = by_key.get(key)
+        needed += 8 + (found.numel * _ITEMSIZE.get(found.dtype, 1) if found else 0)
     if size < needed:
         raise CheckpointError(f"{path} is truncated ({size} bytes, its storages need "
                               f"{describe(needed)})", hint="the copy or the save was cut short")

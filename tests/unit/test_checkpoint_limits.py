@@ -163,6 +163,14 @@ def test_zip_member_cap(tmp_path: Path, monkeypatch) -> None:
     _refused(tmp_path / "members.pt", "MAX_ENTRIES")
 
 
+def test_zip_directory_cap(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(limits, "MAX_ZIP_DIRECTORY_BYTES", 4096)
+    with zipfile.ZipFile(tmp_path / "names.pt", "w") as archive:
+        archive.writestr("a/data/" + "x" * 5000, b"")
+        archive.writestr("a/data.pkl", PROTO2 + EMPTY_DICT + STOP)
+    _refused(tmp_path / "names.pt", "MAX_ZIP_DIRECTORY_BYTES")
+
+
 def test_name_length_cap(tmp_path: Path) -> None:
     torch.save({"w" * 2000: torch.zeros(1)}, tmp_path / "long_name.pt")
     err = _refused(tmp_path / "long_name.pt", "MAX_NAME_CHARS")
