@@ -532,8 +532,9 @@ class _Machine:
         # and any other index a file uses.
         self.dense: list[Any] = []
         self.sparse: dict[int, Any] = {}
-        # id(container) -> nesting depth as built; every container is entered
-        # when created, so a reused id never inherits a stale depth.
+        # id(container) -> nesting depth as built, for containers deeper than
+        # 1 (any other counts as 1). A freed container's id taken by a new one
+        # can only make the new one look deeper, never shallower.
         self.depths: dict[int, int] = {}
         self.work = 0
         self.objects = 0
