@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("torch")  # builds the clean checkpoint the attacks tamper with
+
 from ckpt_attacks import ATTACKS, Attack
 from ckpt_factory import save_kf_step
 
