@@ -397,8 +397,9 @@ def _vlm_freeze_under_cap(d: Path, clean: Path) -> Path:
 
 
 def _large_dcp_under_cap(d: Path, clean: Path) -> Path:
-    # A well-formed .metadata just under the 16 MiB pickle cap: 900 tensors
-    # saved by 110 ranks. Read, within the caps, in bounded time and memory.
+    # A well-formed .metadata half the 16 MiB pickle cap (900 tensors saved by
+    # 56 ranks): read, in bounded time and memory. At the cap it takes twice
+    # as long; half keeps the suite quick.
     import pickle
 
     import torch
@@ -411,7 +412,7 @@ def _large_dcp_under_cap(d: Path, clean: Path) -> Path:
         TensorStorageMetadata,
     )
 
-    ranks, rows = 110, 110 * 8
+    ranks, rows = 56, 56 * 8
     items, storage = {}, {}
     for t in range(900):
         fqn = f"model.layers.{t}.mlp.experts.weight"
@@ -424,12 +425,11 @@ def _large_dcp_under_cap(d: Path, clean: Path) -> Path:
         items[fqn] = TensorStorageMetadata(properties=TensorProperties(dtype=torch.float32),
                                            size=torch.Size([rows, 64]), chunks=chunks)
     step = step_dir_from(clean, d / "large_dcp_run" / "step_5")
-    data = (step / ".metadata").read_bytes()
     with open(step / ".metadata", "wb") as out:
         pickle.dump(Metadata(state_dict_metadata=items, storage_data=storage), out)
     for r in range(ranks):
         (step / f"__{r}_0.distcp").touch()
-    assert len(data) < (step / ".metadata").stat().st_size < 16 * 2**20
+    assert 6 * 2**20 < (step / ".metadata").stat().st_size < 16 * 2**20
     return step
 
 
@@ -448,7 +448,7 @@ ATTACKS = [
     Attack("99 MiB safetensors header", _big_safetensors_header, refuse=True, row=5),
     Attack("15 MiB well-formed safetensors header", _large_safetensors_header_under_cap,
            refuse=False, row=5),
-    Attack("15 MiB well-formed DCP .metadata", _large_dcp_under_cap, refuse=False, row=5,
+    Attack("8 MiB well-formed DCP .metadata", _large_dcp_under_cap, refuse=False, row=5,
            slow=True, e2e=True),
     Attack("HF index reaching one shard by 111 symlink spellings", _hf_symlink_loop_spellings,
            refuse=False, row=6, e2e=True),

@@ -56,6 +56,7 @@ class Outcome:
     stderr: bytes
     output_bytes: int
     seconds: float
+    cpu_seconds: float
     peak_rss_mib: int
 
     def codes(self) -> set[str]:
@@ -96,7 +97,7 @@ def _run_all(jobs: dict[str, Path]) -> dict[str, Outcome]:
             killed = time.monotonic() - started > HANG_GUARD_SECONDS
             outcomes[name] = Outcome(None if killed else proc.returncode, out.take(), err.take(),
                                      out.size + err.size, time.monotonic() - started,
-                                     usage.ru_maxrss // 1024)
+                                     usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024)
             del running[pid]
         time.sleep(0.02)
     return outcomes
@@ -151,7 +152,8 @@ def test_a_clean_checkpoint_passes_under_the_same_limits(outcomes) -> None:
 @pytest.mark.parametrize("attack", TABLE, ids=lambda a: f"row{a.row}: {a.name}")
 def test_attack_end_to_end(outcomes, attack: Attack) -> None:
     result = outcomes[attack.name]
-    where = f"{attack.name}: exit {result.code} after {result.seconds:.1f}s, peak {result.peak_rss_mib} MiB"
+    where = (f"{attack.name}: exit {result.code} after {result.seconds:.1f}s "
+             f"({result.cpu_seconds:.1f}s CPU), peak {result.peak_rss_mib} MiB")
     assert result.code is not None, f"{where}: still running after {HANG_GUARD_SECONDS}s"
     assert result.code in (0, 1), f"{where}\n{result.stderr.decode(errors='replace')[-3000:]}"
     assert b"Traceback" not in result.stderr, where
