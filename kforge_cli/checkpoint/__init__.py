@@ -3,7 +3,8 @@
 One entry point, :func:`read_checkpoint`, for every supported layout (see
 :mod:`kforge_cli.checkpoint.reader`); one module per format (``dcp``,
 ``torch_save``, ``safetensors``, ``hf``) over shared pieces: ``safe_io``
-(opening paths), ``safe_pickle`` (the bounded restricted unpickler),
+(opening paths), ``safe_pickle`` (the bounded restricted unpickler) and its
+``allow_list`` (what a pickle may name, and the stand-ins it gets),
 ``safe_json``, ``layout`` (run directories) and ``limits`` (every cap).
 ``compare`` fits a model's parameter list to what was read.
 

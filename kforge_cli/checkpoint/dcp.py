@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from kforge_cli.checkpoint import limits
+from kforge_cli.checkpoint.allow_list import MalformedPickleError, Record, as_shape
 from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
@@ -25,12 +26,7 @@ from kforge_cli.checkpoint.safe_io import (
     os_error,
     read_bounded,
 )
-from kforge_cli.checkpoint.safe_pickle import (
-    MalformedPickleError,
-    Record,
-    as_shape,
-    unpickle,
-)
+from kforge_cli.checkpoint.safe_pickle import unpickle
 
 DCP_METADATA_FILE = ".metadata"
 

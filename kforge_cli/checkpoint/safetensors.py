@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 from kforge_cli.checkpoint import limits
+from kforge_cli.checkpoint.allow_list import MalformedPickleError, as_shape
 from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
@@ -24,7 +25,6 @@ from kforge_cli.checkpoint.safe_io import (
     size_text,
 )
 from kforge_cli.checkpoint.safe_json import load_json
-from kforge_cli.checkpoint.safe_pickle import MalformedPickleError, as_shape
 
 _ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,

@@ -13,6 +13,7 @@ import zlib
 from typing import Any, BinaryIO
 
 from kforge_cli.checkpoint import limits
+from kforge_cli.checkpoint.allow_list import StorageRef, TensorStub
 from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
@@ -28,7 +29,7 @@ from kforge_cli.checkpoint.safe_io import (
     read_exactly,
     size_text,
 )
-from kforge_cli.checkpoint.safe_pickle import StorageRef, TensorStub, unpickle
+from kforge_cli.checkpoint.safe_pickle import unpickle
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001

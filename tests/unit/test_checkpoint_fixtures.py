@@ -11,7 +11,7 @@ import pytest
 from ckpt_factory import pickle_globals
 
 from kforge_cli.checkpoint import CheckpointError, read_checkpoint
-from kforge_cli.checkpoint.safe_pickle import ALLOWED_GLOBALS
+from kforge_cli.checkpoint.allow_list import ALLOWED_GLOBALS
 
 
 @pytest.fixture

@@ -48,14 +48,14 @@ from kforge_cli.checkpoint import (
     limits,
     read_checkpoint,
 )
-from kforge_cli.checkpoint.safe_pickle import (
+from kforge_cli.checkpoint.allow_list import (
     MalformedPickleError,
     PickleLimitError,
     Record,
     check_key,
     find_class,
-    load_pickle,
 )
+from kforge_cli.checkpoint.safe_pickle import load_pickle
 
 
 def _refused(path: Path, cap: str) -> CheckpointLimitError:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from ckpt_factory import pickle_globals
 
-from kforge_cli.checkpoint.safe_pickle import (
+from kforge_cli.checkpoint.allow_list import (
     ALLOWED_GLOBALS,
     DType,
     ForbiddenGlobalError,
@@ -20,8 +20,8 @@ from kforge_cli.checkpoint.safe_pickle import (
     PickledDict,
     Record,
     TensorStub,
-    restricted_load,
 )
+from kforge_cli.checkpoint.safe_pickle import restricted_load
 
 
 def _load(data: bytes, storages: bool = False):
