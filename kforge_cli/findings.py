@@ -75,60 +75,101 @@ def unique(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-# Values from a user's file end up in messages; these keep any of them short.
+# Values from a user's file or checkpoint end up in messages; this keeps any of them short.
 SHOWN_CHARS = 80
-SHOWN_ITEMS = 8
+# Past this many bits an integer is shown by size: its digits may run to megabytes
+# (and Python refuses to convert past 4,300 digits).
+_INT_BITS_SHOWN = 64
+_NESTING_SHOWN = 6
+_BRACKETS: dict[type, tuple[str, str]] = {
+    list: ("[", "]"), tuple: ("(", ")"), dict: ("{", "}"), set: ("{", "}"),
+    frozenset: ("frozenset({", "})"),
+}
 
 
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
-    """``repr(value)`` bounded in time and length, for values that come from untrusted input.
+    """``repr(value)`` in at most ``limit`` characters, for values that come from untrusted input.
 
-    Huge integers are described by their size (their decimal form may not even
-    be printable), long strings and containers are cut, and nothing deeper than
-    a few levels is walked.
+    Costs no more for a value built to be expensive to print than for a short
+    one: containers are walked iteratively and only as far as ``limit`` allows,
+    huge integers are described by their size, nothing calls ``repr`` on a
+    container, and an object may name itself with a ``describe_label`` string.
     """
-    return _shown(value, limit, depth=3)
+    limit = max(limit, 8)
+    out: list[str] = []
+    used = 0
+    # Pending pieces, last first: a str is literal text, a _Pending a value still to render.
+    pending: list[Any] = [_Pending(value, 0)]
+    while pending and used <= limit:
+        item = pending.pop()
+        text = item if isinstance(item, str) else _render(item.value, item.depth, pending, limit - used)
+        out.append(text)
+        used += len(text)
+    text = "".join(out)
+    if pending or len(text) > limit:
+        return text[: limit - 1] + "\u2026"
+    return text
 
 
-def _shown(value: Any, limit: int, depth: int) -> str:
-    if isinstance(value, bool) or value is None:
+class _Pending:
+    __slots__ = ("depth", "value")
+
+    def __init__(self, value: Any, depth: int) -> None:
+        self.value = value
+        self.depth = depth
+
+
+def _render(value: Any, depth: int, pending: list[Any], room: int) -> str:
+    """Text for ``value`` itself; its items, if any, are pushed on ``pending``."""
+    kind = type(value)
+    if value is None or kind is bool or kind is float:
         return repr(value)
-    if isinstance(value, int):
-        if value.bit_length() > 64:
+    if kind is int:
+        if value.bit_length() > _INT_BITS_SHOWN:
             digits = int(value.bit_length() * 0.30103) + 1
             return f"{'-' if value < 0 else ''}<an integer of about {digits:,} digits>"
         return repr(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        text = repr(value[: limit + 1])
-        return text if len(value) <= limit else text[:-1] + "\u2026" + text[-1]
-    if isinstance(value, (list, tuple, dict, set, frozenset)):
-        if depth <= 0:
-            return {list: "[\u2026]", tuple: "(\u2026)", dict: "{\u2026}"}.get(type(value), "{\u2026}")
-        items = _first(value.items() if isinstance(value, dict) else value, SHOWN_ITEMS + 1)
-        parts = []
-        for item in items[:SHOWN_ITEMS]:
-            if isinstance(value, dict):
-                k, v = item
-                parts.append(f"{_shown(k, limit // 2, depth - 1)}: {_shown(v, limit // 2, depth - 1)}")
+    if kind is str or kind is bytes or kind is bytearray:
+        text = repr(value[: room + 1])
+        if len(value) <= room and len(text) <= room:
+            return text
+        # Cut inside the quotes and keep the closing one, so the value still reads as a string.
+        return text[: max(room - 2, 2)] + "\u2026" + text[-1]
+    brackets = _BRACKETS.get(kind) or next((b for t, b in _BRACKETS.items() if isinstance(value, t)), None)
+    if brackets is not None:
+        opener, closer = brackets
+        if depth >= _NESTING_SHOWN:
+            return opener + "\u2026" + closer
+        items = _first_items(value, room)
+        if len(value) > len(items):
+            pending.append(", \u2026" + closer)
+        else:
+            pending.append(",)" if kind is tuple and len(value) == 1 else closer)
+        is_dict = isinstance(value, dict)
+        for index in range(len(items) - 1, -1, -1):
+            if is_dict:
+                key, item = items[index]
+                pending.append(_Pending(item, depth + 1))
+                pending.append(": ")
+                pending.append(_Pending(key, depth + 1))
             else:
-                parts.append(_shown(item, limit // 2, depth - 1))
-        if len(value) > SHOWN_ITEMS:
-            parts.append(f"\u2026 {len(value) - SHOWN_ITEMS} more")
-        open_, close = {list: "[]", tuple: "()", dict: "{}"}.get(type(value), "{}")
-        if isinstance(value, tuple) and len(value) == 1:
-            close = ",)"
-        text = open_ + ", ".join(parts) + close
-        return text if len(text) <= 4 * limit else text[: 4 * limit] + "\u2026" + close
-    name = type(value).__name__
-    return f"<{name[:limit]}>"
+                pending.append(_Pending(items[index], depth + 1))
+            if index:
+                pending.append(", ")
+        return opener
+    label = getattr(value, "describe_label", None)
+    if isinstance(label, str):
+        return label[: room + 1]
+    return f"<{kind.__name__[:room]}>"
 
 
-def _first(values: Any, n: int) -> list[Any]:
-    out = []
-    for item in values:
-        if len(out) >= n:
+def _first_items(value: Any, room: int) -> list[Any]:
+    # Each shown item takes at least two characters, so this many is enough.
+    wanted = max(1, room // 2)
+    source = value.items() if isinstance(value, dict) else value
+    items = []
+    for item in source:
+        items.append(item)
+        if len(items) >= wanted:
             break
-        out.append(item)
-    return out
+    return items

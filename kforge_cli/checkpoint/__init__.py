@@ -15,7 +15,6 @@ from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
     UnsafeCheckpointError,
-    describe,
 )
 from kforge_cli.checkpoint.hf import hf_to_kempnerforge_name, looks_hf_named
 from kforge_cli.checkpoint.manifest import (
@@ -32,6 +31,6 @@ from kforge_cli.checkpoint.reader import read_checkpoint
 __all__ = [
     "FORMAT_DCP", "FORMAT_DCP_PIPELINE", "FORMAT_HF_SHARDED", "FORMAT_SAFETENSORS", "FORMAT_TORCH",
     "CheckpointError", "CheckpointLimitError", "CheckpointManifest", "UnsafeCheckpointError",
-    "describe", "hf_to_kempnerforge_name", "looks_hf_named", "normalize_parameter_name",
+    "hf_to_kempnerforge_name", "looks_hf_named", "normalize_parameter_name",
     "read_checkpoint",
 ]

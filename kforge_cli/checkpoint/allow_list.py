@@ -20,7 +20,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, ClassVar, Protocol
 
-from kforge_cli.checkpoint.errors import describe
+from kforge_cli.findings import shown
 
 # No real tensor has more dimensions; a deeper "shape" is a forged file.
 MAX_NDIM = 64
@@ -171,7 +171,7 @@ class Record:
             self.state = state
 
     def __repr__(self) -> str:
-        return f"<{self.kind} {describe(self.fields or self.state, 200)}>"
+        return f"<{self.kind} {shown(self.fields or self.state, 200)}>"
 
     @property
     def describe_label(self) -> str:
@@ -210,10 +210,10 @@ class PickledDict(dict):
 
 def as_shape(value: Any) -> tuple[int, ...]:
     if type(value) not in (tuple, list) or len(value) > MAX_NDIM:
-        raise MalformedPickleError(f"not a tensor shape: {describe(value)}")
+        raise MalformedPickleError(f"not a tensor shape: {shown(value)}")
     for dim in value:
         if type(dim) is not int or not 0 <= dim <= MAX_DIM:
-            raise MalformedPickleError(f"not a tensor shape: {describe(value)}")
+            raise MalformedPickleError(f"not a tensor shape: {shown(value)}")
     return tuple(value)
 
 
@@ -294,7 +294,7 @@ def _layout(machine: Costs, name: Any) -> str:
 
 def _memory_format_code(machine: Costs, code: Any) -> int:
     if type(code) is not int or code not in (0, 1, 2):
-        raise MalformedPickleError(f"unknown memory format code {describe(code, 40)}")
+        raise MalformedPickleError(f"unknown memory format code {shown(code, 40)}")
     return code
 
 

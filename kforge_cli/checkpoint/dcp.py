@@ -17,7 +17,6 @@ from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
     clip,
-    describe,
 )
 from kforge_cli.checkpoint.manifest import Entries
 from kforge_cli.checkpoint.safe_io import (
@@ -27,6 +26,7 @@ from kforge_cli.checkpoint.safe_io import (
     read_bounded,
 )
 from kforge_cli.checkpoint.safe_pickle import unpickle
+from kforge_cli.findings import shown
 
 DCP_METADATA_FILE = ".metadata"
 
@@ -44,7 +44,7 @@ def dcp_entries(dcp_dir: str) -> Entries:
     entries: Entries = []
     for name, item in items.items():
         if type(name) is not str:
-            raise CheckpointError(f"{path} is malformed: entry name {describe(name, 60)}")
+            raise CheckpointError(f"{path} is malformed: entry name {shown(name, 60)}")
         if is_record(item, "TensorStorageMetadata"):
             try:
                 entries.append((name, as_shape(item.fields.get("size"))))
@@ -100,7 +100,7 @@ def _check_shards(dcp_dir: str, storage_data: Any) -> None:
                 or offset < 0 or length < 0 or len(rel) > limits.MAX_SHARD_PATH_CHARS \
                 or not is_safe_relative(rel):
             raise CheckpointError(f"{dcp_dir}/{DCP_METADATA_FILE} is malformed: bad shard "
-                                  f"record {describe(rel)}")
+                                  f"record {shown(rel)}")
         end = offset + length
         if end > needed.get(rel, 0):
             needed[rel] = end
@@ -119,7 +119,7 @@ def _check_shards(dcp_dir: str, storage_data: Any) -> None:
             raise os_error(exc, shard, "DCP shard") from None
         if size < end:
             raise CheckpointError(f"{shard} is truncated ({size} bytes, the metadata needs "
-                                  f"{describe(end)})", hint="the copy or the save was cut short")
+                                  f"{shown(end)})", hint="the copy or the save was cut short")
 
 
 def is_record(value: Any, kind: str) -> bool:

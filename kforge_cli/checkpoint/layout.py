@@ -16,7 +16,7 @@ from typing import Any
 
 from kforge_cli.checkpoint import limits
 from kforge_cli.checkpoint.dcp import DCP_METADATA_FILE
-from kforge_cli.checkpoint.errors import CheckpointError, CheckpointLimitError, describe
+from kforge_cli.checkpoint.errors import CheckpointError, CheckpointLimitError
 from kforge_cli.checkpoint.safe_io import (
     base_name,
     is_dir,
@@ -27,6 +27,7 @@ from kforge_cli.checkpoint.safe_io import (
     read_bounded,
 )
 from kforge_cli.checkpoint.safe_json import load_json
+from kforge_cli.findings import shown
 
 RUN_METADATA_FILE = "metadata.json"
 LATEST_POINTER = "latest"
@@ -102,12 +103,12 @@ def resolve_run(run_dir: str, names: list[str], notes: list[str]) -> str:
             problems.append(exc.message)
         else:
             reason = None if is_file(latest_target) else dcp_incomplete_reason(latest_target)
-            shown = _shown(latest_target, run_dir)
+            target_text = _relative(latest_target, run_dir)
             if reason is None:
-                notes.append(f"followed latest -> {shown}"
+                notes.append(f"followed latest -> {target_text}"
                              + (" (`latest` is a file naming it)" if how == "file" else ""))
                 return latest_target
-            problems.append(f"latest -> {shown} {reason}")
+            problems.append(f"latest -> {target_text} {reason}")
 
     steps = step_dirs(run_dir, names)
     skipped: list[str] = []
@@ -125,7 +126,7 @@ def resolve_run(run_dir: str, names: list[str], notes: list[str]) -> str:
         # the highest step_N, and loads it without checking for .metadata.
         trainer_pick = latest_target or steps[0][1]
         if os.path.exists(trainer_pick) and trainer_pick != candidate:
-            notes.append(f"KempnerForge's auto-resume would load {_shown(trainer_pick, run_dir)} "
+            notes.append(f"KempnerForge's auto-resume would load {_relative(trainer_pick, run_dir)} "
                          "instead and fail there")
         return candidate
     detail = "; ".join(problems + skipped[:8]) or "no step_N directories"
@@ -135,7 +136,7 @@ def resolve_run(run_dir: str, names: list[str], notes: list[str]) -> str:
                           hint="DCP writes .metadata last; a step without it was interrupted")
 
 
-def _shown(path: str, base_dir: str) -> str:
+def _relative(path: str, base_dir: str) -> str:
     relative = os.path.relpath(path, base_dir)
     return path if relative.startswith("..") else relative
 
@@ -161,14 +162,14 @@ def follow_latest(run_dir: str) -> tuple[str, str]:
         target, how = os.path.normpath(os.path.join(run_dir, link)), "file"
     else:
         return pointer, "directory"
-    shown = describe(link, 200)[1:-1]
+    link_text = shown(link, 200)[1:-1]
     try:
         os.stat(target)
     except FileNotFoundError:
-        raise CheckpointError(f"latest -> {shown}, which does not exist") from None
+        raise CheckpointError(f"latest -> {link_text}, which does not exist") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise CheckpointError(f"latest -> {shown} is a symlink loop "
+            raise CheckpointError(f"latest -> {link_text} is a symlink loop "
                                   f"({link_chain(pointer)})") from None
         raise os_error(exc, target, "`latest` target") from None
     return target, how
@@ -216,7 +217,7 @@ def step_of(step_dir: str, metadata: dict | None, notes: list[str]) -> int | Non
         from_metadata = None
     if from_metadata is None or from_metadata < 0 or from_metadata > 2**62 or \
             (isinstance(value, float) and value != from_metadata):
-        notes.append(f"metadata.json step {describe(metadata['step'])} is not a step number; "
+        notes.append(f"metadata.json step {shown(metadata['step'])} is not a step number; "
                      "ignored")
         return from_name
     if from_name is not None and from_name != from_metadata:

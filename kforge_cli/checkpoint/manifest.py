@@ -55,7 +55,7 @@ class Contents:
     entries: Entries
     # torch.save of {"model": state_dict, ...}: siblings of "model" are extras.
     model_container: bool = False
-    # Directory whose metadata.json and step_N name describe this checkpoint.
+    # Directory whose metadata.json and step_N name shown this checkpoint.
     step_dir: str | None = None
 
 

@@ -113,8 +113,8 @@ def _read_directory(directory: str, notes: list[str], *, follow_run_pointers: bo
         raise incomplete_error(directory, f"has no {DCP_METADATA_FILE}")
     if not names:
         raise CheckpointError(f"{directory} is an empty directory", hint=HINT_INPUTS)
-    shown = ", ".join(clip(n, 60) for n in sorted(names)[:8]) + (", ..." if len(names) > 8 else "")
-    raise CheckpointError(f"no checkpoint found in {directory} (it holds: {shown})",
+    listing = ", ".join(clip(n, 60) for n in sorted(names)[:8]) + (", ..." if len(names) > 8 else "")
+    raise CheckpointError(f"no checkpoint found in {directory} (it holds: {listing})",
                           hint=HINT_INPUTS)
 
 

@@ -15,7 +15,8 @@ import re
 import stat
 from typing import BinaryIO
 
-from kforge_cli.checkpoint.errors import CheckpointError, CheckpointLimitError, describe
+from kforge_cli.checkpoint.errors import CheckpointError, CheckpointLimitError
+from kforge_cli.findings import shown
 
 HINT_INPUTS = ("expected a KempnerForge run directory (with `latest` or step_N/), a step_N "
                "directory, a torch.save .pt file, a .safetensors file or a Hugging Face "
@@ -62,7 +63,7 @@ def link_chain(path: str) -> str:
         except OSError:
             break
         current = os.path.normpath(os.path.join(os.path.dirname(current), link))
-        chain.append(describe(link, 200)[1:-1])
+        chain.append(shown(link, 200)[1:-1])
         if current in chain[:-1] or os.path.normpath(link) in chain[:-1]:
             break
     return " -> ".join(chain)

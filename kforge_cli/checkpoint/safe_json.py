@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 from kforge_cli.checkpoint import limits
-from kforge_cli.checkpoint.errors import CheckpointError, CheckpointLimitError, describe
+from kforge_cli.checkpoint.errors import CheckpointError, CheckpointLimitError
+from kforge_cli.findings import shown
 
 _HINT = "the file is corrupt or not what its name says"
 
@@ -81,6 +82,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"duplicate key {describe(key)}")
+                raise ValueError(f"duplicate key {shown(key)}")
             seen.add(key)
     return result

@@ -54,9 +54,9 @@ from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
     UnsafeCheckpointError,
-    describe,
 )
 from kforge_cli.checkpoint.safe_io import size_text
+from kforge_cli.findings import shown
 
 HIGHEST_PROTOCOL = 5
 
@@ -447,7 +447,7 @@ class _Machine:
             raise MalformedPickleError("unpickling stack underflow") from None
         except KeyError as exc:
             raise MalformedPickleError(
-                f"memo key {describe(exc.args[0] if exc.args else None, 20)} is not defined"
+                f"memo key {shown(exc.args[0] if exc.args else None, 20)} is not defined"
             ) from None
 
 
@@ -467,7 +467,7 @@ _U32 = struct.Struct("<I").unpack_from
 
 def _set_items(m: _Machine, target: Any, items: list[Any]) -> None:
     if type(target) is not dict and type(target) is not PickledDict:
-        raise MalformedPickleError(f"SETITEM on {describe(target, 40)}, which is not a dict")
+        raise MalformedPickleError(f"SETITEM on {shown(target, 40)}, which is not a dict")
     if len(items) % 2:
         raise MalformedPickleError("odd number of items for SETITEMS")
     for key in items[::2]:
@@ -479,14 +479,14 @@ def _set_items(m: _Machine, target: Any, items: list[Any]) -> None:
 
 def _append(m: _Machine, target: Any, items: list[Any]) -> None:
     if type(target) is not list:
-        raise MalformedPickleError(f"APPEND to {describe(target, 40)}, which is not a list")
+        raise MalformedPickleError(f"APPEND to {shown(target, 40)}, which is not a list")
     m.grow(target, items)
     target.extend(items)
 
 
 def _build(m: _Machine, inst: Any, state: Any) -> None:
     if not isinstance(inst, (Record, Inert, PickledDict)):
-        raise MalformedPickleError(f"BUILD on {describe(inst, 40)}, which takes no state")
+        raise MalformedPickleError(f"BUILD on {shown(inst, 40)}, which takes no state")
     # Merging a state dict copies it: charge that, as the same state can be
     # fetched from the memo and applied again and again.
     for part in state if type(state) is tuple else (state,):
@@ -508,7 +508,7 @@ def _call(m: _Machine, func: Any, args: Any) -> Any:
             raise MalformedPickleError(f"{func.__name__} is never constructed with arguments")
         result = func()
     else:
-        raise MalformedPickleError(f"{describe(func, 60)} cannot be called")
+        raise MalformedPickleError(f"{shown(func, 60)} cannot be called")
     if type(result) in CONTAINER_TYPES:
         return m.container(result, result.values() if isinstance(result, dict) else result)
     return m.created(result)
@@ -517,7 +517,7 @@ def _call(m: _Machine, func: Any, args: Any) -> Any:
 def _new_record(m: _Machine, cls: Any, args: Any, kwargs: Any) -> Record:
     """``cls.__new__(cls)`` for NEWOBJ and NEWOBJ_EX: only the DCP record classes."""
     if type(cls) is not type or cls not in RECORD_TYPES:
-        raise MalformedPickleError(f"{describe(cls, 60)} cannot be instantiated")
+        raise MalformedPickleError(f"{shown(cls, 60)} cannot be instantiated")
     if type(args) is not tuple or (kwargs is not None and type(kwargs) is not dict):
         raise MalformedPickleError("NEWOBJ arguments must be a tuple")
     return m.container(cls())
@@ -556,7 +556,7 @@ def _persistent_load(m: _Machine, pid: Any) -> StorageRef:
     if type(pid) is not tuple or not pid or type(pid[0]) is not str or pid[0] != "storage":
         kind = pid[0] if type(pid) is tuple and pid else pid
         kind_text = kind if type(kind) is str else type(kind).__name__
-        raise ForbiddenGlobalError(f"persistent id of kind {describe(kind_text, 40)}")
+        raise ForbiddenGlobalError(f"persistent id of kind {shown(kind_text, 40)}")
     if len(pid) not in (5, 6) or not isinstance(pid[1], StorageType) \
             or type(pid[2]) is not str or type(pid[3]) is not str \
             or type(pid[4]) is not int or pid[4] < 0 or len(pid[2]) > 256 or len(pid[3]) > 256:
@@ -569,7 +569,7 @@ def _persistent_load(m: _Machine, pid: Any) -> StorageRef:
 def _decimal(text: bytes, what: str) -> int:
     digits = text.lstrip(b"+-")
     if not digits.isdigit() or len(digits) > limits.MAX_INT_DIGITS:
-        raise MalformedPickleError(f"bad {what} in the pickle: {describe(text, 40)}")
+        raise MalformedPickleError(f"bad {what} in the pickle: {shown(text, 40)}")
     return int(text)
 
 
@@ -704,7 +704,7 @@ def _op_additems(m: _Machine) -> None:
     items = m.pop_mark()
     target = m.top()
     if type(target) is not set:
-        raise MalformedPickleError(f"ADDITEMS to {describe(target, 40)}, which is not a set")
+        raise MalformedPickleError(f"ADDITEMS to {shown(target, 40)}, which is not a set")
     for item in items:
         check_key(item)
     m.grow(target, items)

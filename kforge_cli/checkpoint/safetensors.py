@@ -15,7 +15,6 @@ from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
     clip,
-    describe,
 )
 from kforge_cli.checkpoint.safe_io import (
     ReadBudget,
@@ -25,6 +24,7 @@ from kforge_cli.checkpoint.safe_io import (
     size_text,
 )
 from kforge_cli.checkpoint.safe_json import load_json
+from kforge_cli.findings import shown
 
 _ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
@@ -84,13 +84,13 @@ def safetensors_header(path: str, budget: ReadBudget | None = None
             dtype = spec["dtype"]
         except (TypeError, KeyError, ValueError, MalformedPickleError):
             raise CheckpointError(f"{path}: malformed safetensors header entry "
-                                  f"{describe(name)}") from None
+                                  f"{shown(name)}") from None
         if type(begin) is not int or type(end) is not int or not 0 <= begin <= end \
                 or not isinstance(dtype, str):
-            raise CheckpointError(f"{path}: malformed dtype or data offsets for {describe(name)}")
+            raise CheckpointError(f"{path}: malformed dtype or data offsets for {shown(name)}")
         if end > data_len:
             raise CheckpointError(f"{path} is truncated: {clip(name)} ends at byte "
-                                  f"{describe(end)} of a {data_len}-byte data section",
+                                  f"{shown(end)} of a {data_len}-byte data section",
                                   hint=_HINT_CUT)
         itemsize = _ITEMSIZE.get(dtype)
         numel = 1

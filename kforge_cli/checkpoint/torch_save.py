@@ -18,7 +18,6 @@ from kforge_cli.checkpoint.errors import (
     CheckpointError,
     CheckpointLimitError,
     clip,
-    describe,
 )
 from kforge_cli.checkpoint.manifest import Entries
 from kforge_cli.checkpoint.safe_io import (
@@ -30,6 +29,7 @@ from kforge_cli.checkpoint.safe_io import (
     size_text,
 )
 from kforge_cli.checkpoint.safe_pickle import unpickle
+from kforge_cli.findings import shown
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -199,7 +199,7 @@ def _legacy_entries(path: str, budget: ReadBudget | None) -> tuple[Entries, bool
     protocol, _, pos = load(pos)
     if type(protocol) is not int or protocol != _LEGACY_PROTOCOL:
         raise CheckpointError(f"{path}: unsupported torch.save protocol "
-                              f"{describe(protocol, 20)}")
+                              f"{shown(protocol, 20)}")
     _, _, pos = load(pos)  # sys_info
     obj, storages, pos = load(pos, allow_storages=True)
     keys, _, pos = load(pos)
@@ -217,7 +217,7 @@ def _legacy_entries(path: str, budget: ReadBudget | None) -> tuple[Entries, bool
         needed += 8 + (found.numel * _ITEMSIZE.get(found.dtype, 1) if found else 0)
     if size < needed:
         raise CheckpointError(f"{path} is truncated ({size} bytes, its storages need "
-                              f"{describe(needed)})", hint="the copy or the save was cut short")
+                              f"{shown(needed)})", hint="the copy or the save was cut short")
     return state_dict_entries(obj, path)
 
 
@@ -264,5 +264,5 @@ def _key_text(key: Any) -> str:
     if type(key) is str:
         return key
     if type(key) is int:
-        return describe(key, 80)
-    return describe(key, 40)
+        return shown(key, 80)
+    return shown(key, 40)
