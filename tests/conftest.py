@@ -4,16 +4,16 @@ from pathlib import Path
 
 import pytest
 
+from recorded import RECORDED
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
 EXAMPLES = REPO_ROOT / "examples"
 
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    if not SHARED_FIXTURES.is_dir():
-        pytest.skip("../shared/fixtures is not present next to the repository")
-    return SHARED_FIXTURES
+    """The fixtures recorded from the reference trainer (tests/cases/fixtures, see its README)."""
+    return RECORDED
 
 
 def _hypothesis_profile() -> None:

@@ -1,4 +1,4 @@
-"""The recorded checkpoints in ../shared/fixtures (skipped when that folder is absent)."""
+"""The checkpoints recorded from the reference trainer (tests/cases/fixtures/checkpoints)."""
 
 from __future__ import annotations
 

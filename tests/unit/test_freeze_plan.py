@@ -27,7 +27,7 @@ from kforge_cli.freeze.units import human_count
 from kforge_cli.rules.freeze import config_findings as config_freeze_findings
 from kforge_cli.rules.freeze import plan_findings
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "configs"
+from recorded import CONFIGS as FIXTURES
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -84,8 +84,6 @@ def by_code(plan: Any, code: str) -> list[Any]:
 
 
 def _fixture_cases() -> list[str]:
-    if not FIXTURES.is_dir():
-        return []
     out = []
     for path in sorted(FIXTURES.glob("*.expected.json")):
         expected = json.loads(path.read_text())
@@ -121,8 +119,6 @@ def test_fixture_plan_matches_reference(case: str) -> None:
 
 
 def test_fixture_sweep_is_not_empty() -> None:
-    if not FIXTURES.is_dir():
-        pytest.skip("shared fixtures not present")
     assert len(_fixture_cases()) >= 6
 
 
@@ -569,8 +565,6 @@ def test_plan_for_job_through_the_loader_and_meta_model() -> None:
     loader = pytest.importorskip("kforge_cli.config.loader")
     build = pytest.importorskip("kforge_cli.model.build")
     path = FIXTURES / "f_overlap_divergence.toml"
-    if not path.exists():
-        pytest.skip("shared fixtures not present")
     job = loader.load_job(str(path)).job
     model = build.build_meta_model(job)
     plan = plan_for_job(job, model.parameters, unknown=model.unknown)

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kforge_cli.cli.main import main
+from recorded import CONFIGS
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_CONFIGS = REPO.parent / "shared" / "fixtures" / "configs"
-SEEDS = sorted(REPO.glob("examples/*.toml")) + sorted(SHARED_CONFIGS.glob("[rfpm]_*.toml"))
+SEEDS = sorted(REPO.glob("examples/*.toml")) + sorted(CONFIGS.glob("[rfpm]_*.toml"))
 SEED_BYTES = [p.read_bytes() for p in SEEDS]
 
 PAYLOADS = [b'"', b"'", b"[", b"]", b"[[", b"]]", b"{", b"}", b"=", b"\n", b"\\", b'"""', b"\x00", b"\xff\xfe",
@@ -135,7 +135,6 @@ def check_positions(data: bytes, findings: list[dict]) -> None:
             assert 1 <= column <= len(lines[line - 1]) + 1, (finding, lines[line - 1][:200])
 
 
-@pytest.mark.skipif(not SHARED_CONFIGS.is_dir(), reason="../shared/fixtures is not present")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=mutated_configs(), text_too=st.booleans())
 def test_mutated_config_never_crashes_validate(workdir, data, text_too):

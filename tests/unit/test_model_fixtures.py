@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from kforge_cli.model import build_meta_model
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "configs"
+from recorded import CONFIGS as FIXTURES
 
 
 def _cases_with_parameters() -> list[str]:
-    if not FIXTURES.is_dir():
-        return []
     names = []
     for expected in sorted(FIXTURES.glob("*.expected.json")):
         if "parameters" in json.loads(expected.read_text()):
@@ -34,13 +31,11 @@ def job_from_resolved(resolved: dict) -> SimpleNamespace:
 CASES = _cases_with_parameters()
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"fixtures not found at {FIXTURES}")
 def test_fixture_directory_has_parameter_cases() -> None:
     assert CASES
 
 
-@pytest.mark.parametrize("case", CASES or [pytest.param("none", marks=pytest.mark.skip(
-    reason=f"fixtures not found at {FIXTURES}"))])
+@pytest.mark.parametrize("case", CASES)
 def test_parameters_match_reference(case: str) -> None:
     expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
     resolved = json.loads((FIXTURES / f"{case}.resolved.json").read_text())
