@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from recorded import RECORDED
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

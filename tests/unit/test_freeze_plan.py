@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recorded import CONFIGS as FIXTURES
 
 from kforge_cli.config.section import collecting
 from kforge_cli.config.vlm import FreezeSpec, FreezeStage, resolve_arch_class
 from kforge_cli.freeze.matching import Matcher, covers_subtree, may_touch_subtree
 from kforge_cli.freeze.plan import (
     ParamRecord,
-    plan_for_job,
     UnknownPart,
     compare_freeze_metadata,
     effective_freeze_error,
     expected_freeze_metadata,
+    plan_for_job,
     plan_freeze,
     records_from,
     state_at_step,
@@ -26,9 +27,6 @@ from kforge_cli.freeze.plan import (
 from kforge_cli.freeze.units import human_count
 from kforge_cli.rules.freeze import config_findings as config_freeze_findings
 from kforge_cli.rules.freeze import plan_findings
-
-from recorded import CONFIGS as FIXTURES
-
 
 # --- helpers --------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from recorded import CONFIGS
 
 from kforge_cli.cli.main import main
-from recorded import CONFIGS
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = sorted(REPO.glob("examples/*.toml")) + sorted(CONFIGS.glob("[rfpm]_*.toml"))

@@ -6,10 +6,9 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from recorded import CONFIGS as FIXTURES
 
 from kforge_cli.model import build_meta_model
-
-from recorded import CONFIGS as FIXTURES
 
 
 def _cases_with_parameters() -> list[str]:
