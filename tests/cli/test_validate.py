@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import pytest
 
-CASES_DIR = Path(__file__).parent.parent / "cases" / "validate"
-CASES = sorted(CASES_DIR.glob("*.toml"))
 GOLDEN = Path(__file__).parent / "golden"
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_data_driven_case(kforge, case):
-    expect = json.loads((CASES_DIR / f"{case.stem}.expect.json").read_text())
-    args = ["validate", "--format", "json", str(case)]
-    if "world_size" in expect:
-        args += ["--world-size", str(expect["world_size"])]
-    run = kforge(*args, expect=0 if expect["valid"] else 1)
-    (result,) = run.json()["files"]
-    assert result["valid"] is expect["valid"]
-    found = {(f["code"], f["key"]) for f in result["findings"] if f["severity"] == "error"}
-    assert found >= {tuple(e) for e in expect.get("errors", [])}, found
-    if expect["valid"]:
-        assert not found
-    warned = {(f["code"], f["key"]) for f in result["findings"] if f["severity"] == "warning"}
-    assert warned >= {tuple(w) for w in expect.get("warnings", [])}, warned
-    for finding in result["findings"]:
-        if finding["severity"] == "error":
-            assert finding["hint"], finding  # every error says how to fix it
-
-
-def test_every_error_is_reported_not_just_the_first(kforge):
-    run = kforge("validate", "--format", "json", CASES_DIR / "many_errors_at_once.toml", expect=1)
-    findings = run.json()["files"][0]["findings"]
-    assert [f["line"] for f in findings if f["severity"] == "error"] == [2, 4, 6, 8]
 
 
 def test_json_document_shape(kforge, shared_fixtures):
