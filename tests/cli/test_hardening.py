@@ -115,12 +115,36 @@ def folder(tmp_path) -> Path:
     return tmp_path
 
 
+class Hung(BaseException):
+    """Raised by the hang guard's alarm: not an Exception, so no handler inside kforge swallows it."""
+
+
+HANG_SECONDS = 60
+
+
+@pytest.fixture
+def hang_guard():
+    """Turns a hang (a read that blocks forever, a quadratic parse) into a failure instead of a stuck run."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def give_up(signum, frame):
+        raise Hung(f"no answer within {HANG_SECONDS} s: kforge hangs on this input")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(HANG_SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda m: getattr(m, "__name__", "param")[5:])
-def test_bad_input_is_a_finding_and_the_other_files_are_still_checked(kforge, folder, make):
+def test_bad_input_is_a_finding_and_the_other_files_are_still_checked(kforge, folder, make, hang_guard):
     bad = make(folder)
-    started = time.perf_counter()
     run = kforge("validate", "-f", "json", bad, GOOD, expect=1)
-    assert time.perf_counter() - started < 10
     assert run.stderr == ""
     first, second = run.json()["files"]
     assert first["path"] == str(bad) and first["valid"] is False

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -525,7 +523,8 @@ def test_human_count(n: int, text: str) -> None:
     assert human_count(n) == text
 
 
-def test_plan_is_fast_on_a_thousand_parameters_and_dozens_of_specs() -> None:
+def test_plan_of_a_thousand_parameters_and_dozens_of_specs() -> None:
+    # Its speed is measured by benchmarks/bench_core.py; here, that it gets every stage right.
     names = [f"transformer.layers.{i}.p{j}.weight" for i in range(100) for j in range(12)]
     params = [ParamRecord(n, (64, 64)) for n in names]
     patterns = {f"l{i}": [f"transformer.layers.{i}.*"] for i in range(100)}
@@ -533,11 +532,17 @@ def test_plan_is_fast_on_a_thousand_parameters_and_dozens_of_specs() -> None:
     base = [(f"l{i}", i % 3 == 0) for i in range(0, 100, 2)]
     schedule = [(10 * k + 1, [(f"l{(k * 7 + j) % 100}", (k + j) % 2 == 0) for j in range(5)]) for k in range(30)]
     vlm = make_vlm("joint_decoder", base, schedule, patterns)
-    start = time.perf_counter()
     plan = plan_freeze(params, vlm, 400)
-    elapsed = time.perf_counter() - start
-    assert len(plan.stages) == 31
-    assert elapsed < 2.0, elapsed
+    assert [s.start_step for s in plan.stages] == [0, *(10 * k + 1 for k in range(30))]
+    # Each boundary's frozen set is the previous one with that stage's specs applied, last write winning.
+    frozen = {n for i in range(0, 100, 2) if i % 3 == 0 for n in names if n.startswith(f"transformer.layers.{i}.")}
+    assert set(plan.stages[0].frozen) == frozen
+    for k, stage in enumerate(plan.stages[1:]):
+        for j in range(5):
+            layer = (k * 7 + j) % 100
+            selected = {n for n in names if n.startswith(f"transformer.layers.{layer}.")}
+            frozen = frozen | selected if (k + j) % 2 == 0 else frozen - selected
+        assert set(stage.frozen) == frozen, stage.start_step
 
 
 # --- job-level entry point --------------------------------------------------------------

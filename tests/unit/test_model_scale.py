@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import resource
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,22 +22,19 @@ def _peak_rss_mb() -> float:
 
 
 def test_70b_text_model_builds_on_meta_without_allocating() -> None:
-    import torch  # noqa: F401  (timed build excludes the torch import)
+    import torch  # noqa: F401  (the RSS measured excludes the torch import)
 
     build_meta_model(SimpleNamespace(model=SimpleNamespace(dim=64, n_layers=1, n_heads=4,
                                                            vocab_size=10)))  # warm imports
     rss_before = _peak_rss_mb()
-    started = time.perf_counter()
     meta = build_meta_model(SimpleNamespace(model=SimpleNamespace(**LLAMA_70B)))
-    elapsed = time.perf_counter() - started
 
     assert all(p.is_meta for p in meta.module.parameters())
     assert len(meta.parameters) == 723
     assert meta.total_numel == 70_050_390_016
     assert meta.shapes()["layers.79.mlp.gate_proj.weight"] == (28416, 8192)
     assert meta.shapes()["layers.0.attention.k_proj.weight"] == (1024, 8192)
-    assert _peak_rss_mb() - rss_before < 100  # 70B fp32 weights would be 280 GB
-    assert elapsed < 5.0  # typically ~20 ms
+    assert _peak_rss_mb() - rss_before < 100  # 70B fp32 weights would be 280 GB (speed: benchmarks/bench_core.py)
 
 
 def vlm_job(vision: dict[str, Any], **vlm: Any) -> SimpleNamespace:
