@@ -1,7 +1,5 @@
 """`kforge convert --in-place` and `-o` lose nothing: concurrent runs, kills, owners,
-links, odd files and leftovers of interrupted runs.
-
-Only repository data is used (examples/legacy), so these run without ../shared.
+links, odd files and leftovers of interrupted runs (on the configs of examples/legacy).
 """
 
 from __future__ import annotations
