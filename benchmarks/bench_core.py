@@ -45,7 +45,7 @@ def plan_of_many_specs() -> Callable[[], object]:
 
 
 def read(path: Path) -> Callable[[], object]:
-    from kforge_cli.freeze.checkpoint import read_checkpoint
+    from kforge_cli.checkpoint import read_checkpoint
 
     return lambda: read_checkpoint(path)
 
