@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperCommand
 
 from kforge_cli import __version__
+from kforge_cli.cli.exitcodes import INTERRUPTED
 
 
 class KforgeCommand(TyperCommand):
@@ -16,6 +17,17 @@ class KforgeCommand(TyperCommand):
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         # Typer wraps required arguments in braces ({PATH...}); click's style has none.
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+    def invoke(self, ctx: Any) -> Any:
+        # Typer turns Ctrl-C into a silent exit 130 (click into "Aborted!" and 1); both
+        # happen outside main(), so the one line is said here.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            from kforge_cli.cli.main import say_interrupted
+
+            say_interrupted()
+            raise SystemExit(INTERRUPTED) from None
 
 app = typer.Typer(
     name="kforge",

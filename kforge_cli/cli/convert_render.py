@@ -9,9 +9,10 @@ input never stops the others.  Imported lazily by the command module.
 from __future__ import annotations
 
 import shlex
-
 import sys
 from typing import TYPE_CHECKING
+
+from kforge_cli.cli.output import write_stdout
 
 if TYPE_CHECKING:
     from kforge_cli.convert import ConversionResult, Move
@@ -180,7 +181,7 @@ def _write_stdout(text: str) -> None:
     (no newline translation, no dependence on the locale's encoding)."""
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:
-        sys.stdout.write(text)
+        write_stdout(text)
         return
     sys.stdout.flush()
     buffer.write(text.encode("utf-8"))

@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from kforge_cli.explain import ArchView, Explanation, FieldDoc, ParamCounts, TokenBudgetView
+    from kforge_cli.explain import (
+        ArchView,
+        Explanation,
+        FieldDoc,
+        ParamCounts,
+        TokenBudgetView,
+    )
 
 _SOURCE_LABEL = {"file": "file", "override": "--set", "default": "default"}
 _SETTING_WIDTH = 38

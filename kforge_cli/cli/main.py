@@ -11,7 +11,7 @@ import os
 import sys
 import traceback as tb
 
-from kforge_cli.cli.exitcodes import ExitCode
+from kforge_cli.cli.exitcodes import INTERRUPTED, ExitCode
 
 TRACEBACK_FLAG = "--traceback"
 # Set while a command runs with --traceback, so per-file internal errors print theirs too.
@@ -58,12 +58,14 @@ def _run(args: list[str], show_traceback: bool) -> int:
         sys.stderr.write(f"{code}\n")
         return ExitCode.FINDINGS
     except KeyboardInterrupt:
-        sys.stderr.write("kforge: interrupted\n")
-        return 130
+        say_interrupted()
+        return INTERRUPTED
     except BrokenPipeError:
         # Output piped into `head` and friends closed early: not our failure. Point stdout
         # at /dev/null so the interpreter's final flush does not complain either.
-        _silence_stdout()
+        from kforge_cli.cli.output import stdout_closed
+
+        stdout_closed()
         return ExitCode.OK
     except Exception as bug:  # noqa: BLE001 - the single place that catches everything
         if show_traceback:
@@ -75,11 +77,10 @@ def _run(args: list[str], show_traceback: bool) -> int:
     return ExitCode.OK
 
 
-def _silence_stdout() -> None:
+def say_interrupted() -> None:
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        sys.stderr.write("kforge: interrupted\n")
+        sys.stderr.flush()
     except (OSError, ValueError):
         pass
 

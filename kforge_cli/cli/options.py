@@ -174,10 +174,9 @@ def report_nothing_found() -> None:
 
 def run_engine(inputs: Sequence[Input], options: Options) -> list[FileReport]:
     """Check every input with the same engine and settings; one file's failure never stops the others."""
+    from kforge_cli.cli.main import report_internal_error
     from kforge_cli.lint.engine import check_file, unreadable_report
     from kforge_cli.lint.settings import SettingsFinder
-
-    from kforge_cli.cli.main import report_internal_error
 
     finder = SettingsFinder()
     reports = []

@@ -69,6 +69,11 @@ def stdout_console() -> Any:
                 kwargs["width"] = max(1, max(self.measure(o).maximum for o in objects))
             super().print(*objects, **kwargs)
 
+        def on_broken_pipe(self) -> None:
+            # Rich exits 1 here; the verdict, not the reader, decides the exit code.
+            self.quiet = True
+            stdout_closed()
+
         def _render_buffer(self, buffer: Any) -> str:
             # Tables pad every cell to its column's width; trailing blanks only get in the
             # way of diffs, greps and golden files, so no line ends with one.
@@ -112,7 +117,26 @@ def stderr_console() -> Any:
 def print_json(document: Any) -> None:
     import json
 
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    write_stdout(json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def write_stdout(text: str) -> None:
+    """Write to stdout; a reader that stopped early (``| head``) is not a failure of the check."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_closed()
+
+
+def stdout_closed() -> None:
+    """The reader went away: send the rest of the output nowhere, so the verdict still decides the exit code."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def fail(message: str, hint: str | None = None) -> None:

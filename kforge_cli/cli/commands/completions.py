@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from kforge_cli.cli.options import offer
+from kforge_cli.cli.output import write_stdout
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -23,7 +24,6 @@ def completions(
     shell: Annotated[str, typer.Argument(metavar="SHELL", show_default=False, autocompletion=offer(SHELLS),
                                          help="bash, zsh or fish.")],
 ) -> None:
-    import sys
 
     from kforge_cli.cli.completions import render
     from kforge_cli.cli.options import usage_error
@@ -31,7 +31,7 @@ def completions(
     chosen = shell.lower()
     if chosen not in SHELLS:
         usage_error(f"no completion script for {shell!r}", f"use one of {', '.join(SHELLS)}")
-    sys.stdout.write(render(chosen))
+    write_stdout(render(chosen))
 
 
 def register(app: typer.Typer) -> None:

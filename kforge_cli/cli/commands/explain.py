@@ -42,7 +42,12 @@ def explain(
                                   "everything)."),
 ) -> None:
     from kforge_cli.cli import explain_render
-    from kforge_cli.cli.options import check_format, engine_options, gather_inputs, usage_error
+    from kforge_cli.cli.options import (
+        check_format,
+        engine_options,
+        gather_inputs,
+        usage_error,
+    )
 
     chosen = check_format(output_format, FORMATS)
     paths = list(paths or [])

@@ -51,10 +51,10 @@ def fit(
 
     from kforge_cli.cli.options import (
         check_format,
+        check_gpu_name,
         engine_options,
         exit_status,
         gather_inputs,
-        check_gpu_name,
         run_engine,
         usage_error,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
@@ -17,6 +16,7 @@ from kforge_cli.cli.options import (
     stdin_filename_option,
     world_size_option,
 )
+from kforge_cli.cli.output import write_stdout
 
 FORMATS = ("text", "json", "svg")
 
@@ -41,8 +41,20 @@ def freeze_plan(
     ignore: list[str] = ignore_option(),
     stdin_filename: Optional[str] = stdin_filename_option(),
 ) -> None:
-    from kforge_cli.cli.freeze_render import PlanReport, plans_document, plans_svg, print_reports, render_text
-    from kforge_cli.cli.options import check_format, engine_options, exit_status, gather_inputs, run_engine
+    from kforge_cli.cli.freeze_render import (
+        PlanReport,
+        plans_document,
+        plans_svg,
+        print_reports,
+        render_text,
+    )
+    from kforge_cli.cli.options import (
+        check_format,
+        engine_options,
+        exit_status,
+        gather_inputs,
+        run_engine,
+    )
     from kforge_cli.cli.output import stdout_console
     from kforge_cli.lint.engine import MANIFEST, META
 
@@ -67,7 +79,7 @@ def freeze_plan(
         if output:
             _write(output, text)
         else:
-            sys.stdout.write(text)
+            write_stdout(text)
     raise typer.Exit(exit_status(reports))
 
 

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from kforge_cli.cli.output import write_stdout
+
 HELP = ("Print the JSON Schema (draft 2020-12) of a job config: every section and field with its type, "
         "allowed values, range, default and description.\n\n"
         "Editors that read JSON Schema (Even Better TOML / Taplo) then flag unknown keys, wrong types and values "
@@ -24,13 +26,12 @@ def schema(
         "integer, \"yes\" for a boolean).")] = False,
 ) -> None:
     import json
-    import sys
 
     from kforge_cli.config.json_schema import job_schema
 
     text = json.dumps(job_schema(strict=strict), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if output is None:
-        sys.stdout.write(text)
+        write_stdout(text)
         return
     try:
         with open(output, "w", encoding="utf-8") as handle:

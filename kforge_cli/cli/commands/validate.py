@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
@@ -19,6 +18,7 @@ from kforge_cli.cli.options import (
     strict_option,
     world_size_option,
 )
+from kforge_cli.cli.output import write_stdout
 
 FORMATS = ("text", "concise", "json", "github", "sarif")
 
@@ -57,7 +57,12 @@ def validate(
         run_engine,
     )
     from kforge_cli.cli.output import print_json, stdout_console
-    from kforge_cli.cli.reporters import render_concise, render_github, render_text, validate_document
+    from kforge_cli.cli.reporters import (
+        render_concise,
+        render_github,
+        render_text,
+        validate_document,
+    )
 
     chosen = check_format(output_format, FORMATS)
     check_gpu_name(gpu)
@@ -67,9 +72,9 @@ def validate(
     if chosen == "json":
         print_json(validate_document(reports, show_suppressed=show_suppressed))
     elif chosen == "concise":
-        sys.stdout.write(render_concise(reports, show_suppressed=show_suppressed))
+        write_stdout(render_concise(reports, show_suppressed=show_suppressed))
     elif chosen == "github":
-        sys.stdout.write(render_github(reports))
+        write_stdout(render_github(reports))
     elif chosen == "sarif":
         from kforge_cli.cli.sarif import sarif_document
 
