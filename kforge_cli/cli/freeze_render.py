@@ -19,7 +19,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from kforge_cli.cli.output import display, display_path, emit
+from kforge_cli.cli.output import NaturalWidth, display, display_path, emit
 from kforge_cli.cli.reporters import json_path
 from kforge_cli.findings import Finding
 from kforge_cli.freeze.plan import (
@@ -139,19 +139,32 @@ def _header(report: PlanReport) -> Text:
 def _stage_heading(plan: FreezePlan, index: int) -> Text:
     stage = plan.stages[index]
     label = "step" if stage.end_step == stage.start_step else "steps"
-    text = Text(f"{label} {stage.step_range}", style="bold")
+    return Text(f"{label} {stage.step_range}", style="bold")
+
+
+def _stage_changes(plan: FreezePlan, index: int) -> Text:
+    """What a stage does and what to know about it: a body cell, so every stage's list starts on one line."""
+    stage = plan.stages[index]
+    lines: list[tuple[str, str]] = []
     for spec in stage.specs:
         verb = "freeze" if spec.frozen else "unfreeze"
-        text.append(f"\n{verb} {display(spec.module)}", style="dim")
+        lines.append((f"{verb} {display(spec.module)}", "dim"))
     if not stage.reached and stage.start_step > 0:
-        text.append("\nnever reached", style="red")
+        lines.append(("never reached", "red"))
     if stage.fresh_run_frozen is not None and stage.fresh_run_frozen != stage.frozen:
-        text.append("\n! fresh run differs", style="yellow")
+        lines.append(("! fresh run differs", "yellow"))
     if stage.resume_frozen is not None and stage.resume_frozen != stage.frozen:
-        text.append("\n! resume differs", style="yellow")
+        lines.append(("! resume differs", "yellow"))
     if plan.saved_step is not None and plan.saved_stage_index == index:
-        text.append(f"\n\u25c6 checkpoint @{plan.saved_step}", style="bold magenta")
+        lines.append((f"\u25c6 checkpoint @{plan.saved_step}", "bold magenta"))
+    text = Text()
+    for i, (line, style) in enumerate(lines):
+        text.append(("\n" if i else "") + line, style=style)
     return text
+
+
+# No word of a stage's changes is cut across lines unless it is longer than this.
+_LONGEST_UNBROKEN_WORD = 24
 
 
 def _cell_text(cell: RowCell) -> Text:
@@ -184,8 +197,14 @@ def plan_table(plan: FreezePlan) -> Table:
     """One column per stage, one row per alias and top-level module, and a totals row."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     table.add_column("", no_wrap=True)
-    for i in range(len(plan.stages)):
-        table.add_column(_stage_heading(plan, i), min_width=11, overflow="fold")
+    changes = [_stage_changes(plan, i) for i in range(len(plan.stages))]
+    for i, change in enumerate(changes):
+        longest_word = max((len(word) for word in change.plain.split()), default=0)
+        table.add_column(_stage_heading(plan, i), min_width=max(11, min(longest_word, _LONGEST_UNBROKEN_WORD)),
+                         overflow="fold")
+    if any(change.plain for change in changes):
+        table.add_row(Text("changes", style="dim italic"), *changes)
+        table.add_section()
     _add_row_groups(table, plan, lambda i, row: row.cells)
     table.add_section()
     table.add_row(Text("trainable", style="bold"),
@@ -216,8 +235,8 @@ def _add_row_groups(table: Table, plan: FreezePlan,
 def params_table(plan: FreezePlan, step: int | None = None) -> Table:
     """Every parameter with its state per stage (or, with ``step``, plan/fresh/resume at it)."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    # Only the name may wrap, so it gets every column the others leave.
-    table.add_column("parameter", overflow="fold")
+    # Names stay whole (the table is printed at its natural width): a grep for a full name must find it.
+    table.add_column("parameter", no_wrap=True)
     table.add_column("shape", no_wrap=True)
     table.add_column("numel", justify="right", no_wrap=True)
     optimizer = set(plan.optimizer_param_names)
@@ -303,7 +322,7 @@ def report_renderables(report: PlanReport, *, params: bool = False,
             reach = "" if at.reached else "  (a fresh run never reaches this step)"
             out.append(Text(f"state at step {step}: stage {at.stage.step_range}{reach}", style="bold"))
         if params:
-            out.append(params_table(plan, step))
+            out.append(NaturalWidth(params_table(plan, step)))
             out.append(Padding(Text("optimizer: held by the optimizer (trainable after the build-time freeze)"
                                     + ("" if step is not None else
                                        "; '!': a fresh or resumed run ends differently at that stage"),

@@ -87,7 +87,31 @@ def stdout_console() -> Any:
     return _Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
 
 
+class NaturalWidth:
+    """A renderable printed at the width it needs, even past the terminal's, never wrapped or cut.
+
+    For listings whose lines are looked up by name (``freeze-plan --params``): the terminal
+    soft-wraps a long line, but the text keeps every name whole for grep and copy-paste.
+    """
+
+    def __init__(self, renderable: Any) -> None:
+        self.renderable = renderable
+
+
 def emit(console: Any, renderable: Any) -> None:
+    if isinstance(renderable, NaturalWidth):
+        inner = renderable.renderable
+        # print(width=...) can only narrow a console, so widen the console itself for this one print.
+        from rich.measure import Measurement
+
+        needed = Measurement.get(console, console.options.update_width(UNWRAPPED_WIDTH), inner).maximum
+        saved = console.width
+        console.width = max(saved, needed)
+        try:
+            console.print(inner, crop=False)
+        finally:
+            console.width = saved
+        return
     console.print(renderable)
 
 

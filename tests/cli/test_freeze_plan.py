@@ -243,3 +243,22 @@ def test_json_lists_each_finding_once(kforge, shared_fixtures):
                      expect=0).json()["plans"]
     idents = [(f["code"], f["key"], f["message"]) for f in plan["findings"]]
     assert len(idents) == len(set(idents)) and "KF303" in {code for code, _, _ in idents}
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "100"])
+def test_params_listing_keeps_every_name_whole_at_any_width(kforge, monkeypatch, columns):
+    # `freeze-plan --params FILE | grep -c NAME` must find every parameter, whatever COLUMNS says.
+    moma = Path(__file__).resolve().parents[2] / "examples" / "vlm_moma.toml"
+    names = [p["name"] for p in kforge("freeze-plan", "--format", "json", moma, expect=0).json()["plans"][0]["parameters"]]
+    monkeypatch.setenv("COLUMNS", columns)
+    lines = kforge("freeze-plan", "--params", moma, expect=0).stdout.splitlines()
+    assert len(names) > 300
+    for name in names:
+        assert sum(line.split()[0] == name for line in lines if line.strip()) == 1, name
+
+
+def test_every_stage_label_starts_on_the_first_header_line(kforge, monkeypatch, shared_fixtures):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = kforge("freeze-plan", shared_fixtures / "configs" / "f_overlap_divergence.toml", expect=0).stdout
+    header = next(line for line in out.splitlines() if "steps 0–9" in line)
+    assert header.split() == ["steps", "0–9", "steps", "10–19", "steps", "20+"]
