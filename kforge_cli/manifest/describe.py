@@ -88,7 +88,7 @@ def build_manifest(job: Any) -> Manifest:
 
 def describe_model(job: Any, *, resolve_encoder: EncoderResolver | None = None) -> ModelDescription:
     """``resolve_encoder`` loads HuggingFace encoders (the torch builder passes one)."""
-    text = read_text_spec(getattr(job, "model", None))
+    text = read_text_spec(getattr(job, "model", None), getattr(job, "train", None))
     vlm_section = getattr(job, "vlm", None)
     if vlm_section is None:
         description, vlm = _describe_text_only(job, text), None

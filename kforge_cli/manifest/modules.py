@@ -300,7 +300,7 @@ def transformer(spec: TextSpec, vlm: VLMSpec | None = None) -> Node:
     children["mot_norms"] = mot_norms
 
     head = linear(spec.dim, spec.vocab_size)
-    if spec.tie_embeddings:
+    if spec.head_is_tied:
         # One Parameter: named_parameters() reports it once, as the embedding.
         # (Linear -> OutputHead -> Transformer: the embedding is two levels up.)
         head = Node("Linear", {"weight": Tie(2, "token_embedding.embedding.weight")})

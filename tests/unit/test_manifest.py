@@ -329,7 +329,7 @@ HUGE = 10**4300  # one digit past what Python turns into text
     (dict(n_layers=HUGE), ModelTooLarge, "model.n_layers"),
     (dict(n_layers=1e300), ModelTooLarge, "model.n_layers"),
     (dict(n_layers=-HUGE), ModelBuildError, "model.n_layers"),
-    (dict(dim=HUGE * 4), ModelBuildError, None),
+    (dict(dim=HUGE * 4), ModelBuildError, "model.dim"),
     (dict(dim=HUGE * 4, n_heads=3), ModelBuildError, "model.n_heads"),
     (dict(vocab_size=2**62), ModelBuildError, None),
     (dict(num_experts=HUGE, moe_top_k=1), ModelTooLarge, "model.num_experts"),
