@@ -37,6 +37,11 @@ from kforge_cli.manifest.tree import (
     tensor,
 )
 
+# apply_ac wraps every module of this class in a CheckpointWrapper, per activation_checkpointing mode
+# (a MoT or MoMa block is not a TransformerBlock, and MoT's attention is not an Attention).
+CHECKPOINTED_KIND = {"full": "TransformerBlock", "selective": "Attention"}
+
+
 # -- building blocks -------------------------------------------------------------------
 
 

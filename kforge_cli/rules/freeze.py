@@ -32,6 +32,7 @@ from kforge_cli.freeze.describe import (
 from kforge_cli.freeze.matching import Matcher, PatternFailure, alias_patterns, popcount
 from kforge_cli.freeze.simulate import CONSTRUCTION, Analysis, FreezePolicy, SpecRef, StageRef, Trace
 from kforge_cli.freeze.units import human_count, plural
+from kforge_cli.manifest.result import CHECKPOINT_WRAPPED
 from kforge_cli.rules.loading import WRONG_TYPE
 from kforge_cli.rules.rule import BUILD, ERROR, LOOP, NEEDS_PLAN, STARTUP, WARNING, Rule, Subject
 
@@ -71,6 +72,12 @@ SCHEDULE_IGNORED_UNDER_COMPILE = Rule(
     "there and the stages change nothing.",
     'freeze_schedule = [{start_step = 10, specs = [{module = "transformer", frozen = false}]}], '
     "compile_model = true")
+
+CHECKPOINT_WRAPPER_HIDES = Rule(
+    "KF310", "checkpoint-wrapper-hides-parameters", WARNING,
+    "A freeze pattern spells a parameter path through a module that activation checkpointing wraps: on the "
+    "trainer's model the name reads '<module>._checkpoint_wrapped_module.<rest>', so the pattern misses it.",
+    'freeze = [{module = "transformer.layers.0.attention.*"}] with activation_checkpointing = "full"')
 
 # torch.compile's OptimizedModule holds the model as ``_orig_mod``: its parameter names get this prefix.
 COMPILED_PREFIX = "_orig_mod."
@@ -607,6 +614,43 @@ def compiled_stage_findings(a: Analysis, ctx: Context) -> list[Finding]:
     return [SCHEDULE_IGNORED_UNDER_COMPILE.finding(message, "vlm.freeze_schedule", hint, **ctx.data(lost_all))]
 
 
+def checkpoint_wrapper_findings(a: Analysis, ctx: Context, runtime_name: Any, mode: str,
+                                compiled: bool) -> list[Finding]:
+    """Specs selecting parameters by state-dict names that activation checkpointing renames at run time."""
+    runtime = Matcher([runtime_name(name) for name in a.names], a.policy.module_patterns)
+    out = []
+    for spec in a.policy.all_specs():
+        step = application_step(spec, a.max_steps)
+        if step is None or (step > 0 and compiled):
+            continue  # never applied, or applied to compiled names (KF309)
+        missed = a.matcher.select(spec.module).mask & ~runtime.select(spec.module).mask
+        if not missed:
+            continue
+        example = a.names[(missed & -missed).bit_length() - 1]
+        when = "the build-time freeze" if step == 0 else f"the stage hook at step {step}"
+        message = (
+            f"{spec.key}.module = {spec.module!r} ({patterns_text(a.policy, spec.module)}) selects "
+            f"{ctx.describe(missed)} by their state-dict names, but activation_checkpointing = {mode!r} wraps "
+            f"their module in a CheckpointWrapper before {when} applies it: the trainer sees names like "
+            f"{runtime_name(example)!r}, so the spec leaves them as they were. The freeze plan lists the "
+            "state-dict names.")
+        hint = ("let the pattern cross the wrapper with a '*' (an alias ending in '.*' does), e.g. "
+                f"{_across_wrapper(runtime_name(example), a.matcher.select(spec.module).patterns)!r}, "
+                'or set train.activation_checkpointing = "none"')
+        out.append(CHECKPOINT_WRAPPER_HIDES.finding(message, f"{spec.key}.module", hint, step=step,
+                                                    **ctx.data(missed)))
+    return out
+
+
+def _across_wrapper(runtime: str, patterns: tuple[str, ...]) -> str:
+    """A pattern like the spec's that also matches the wrapped name: '*' where the wrapper sits."""
+    wrapped, _, rest = runtime.partition(f".{CHECKPOINT_WRAPPED}.")
+    for pattern in patterns:
+        if pattern.startswith(wrapped + "."):
+            return f"{wrapped}.*{pattern[len(wrapped) + 1:]}"
+    return f"{wrapped}.*{rest.split('.', 1)[0]}.*"
+
+
 def policy_alias(policy: FreezePolicy, module: Any) -> bool:
     return isinstance(module, str) and policy.is_alias(module)
 
@@ -625,6 +669,19 @@ def stages_reach_compiled_model(s: Subject) -> list[Finding]:
         return []
     found = _with_plan(s)
     return compiled_stage_findings(found[0], found[1]) if found else []
+
+
+@CHECKPOINT_WRAPPER_HIDES.check(stage=None, reads=(*FREEZE_READS, "train.activation_checkpointing",
+                                                  "train.compile_model"), needs=(NEEDS_PLAN,))
+def specs_reach_checkpointed_modules(s: Subject) -> list[Finding]:
+    """Activation checkpointing renames the parameters of the modules it wraps before any freeze."""
+    wrapped = getattr(s.manifest, "checkpoint_wrapped", None)
+    found = _with_plan(s)
+    if not wrapped or not found or s.job is None:
+        return []
+    mode = s.job.train.activation_checkpointing
+    return checkpoint_wrapper_findings(found[0], found[1], s.manifest.runtime_name, str(mode),
+                                       s.job.train.compile_model is True)
 
 
 def config_findings(vlm: Any, max_steps: int | None, *, dyn_ckpt_covers_step0: bool = False) -> list[Finding]:

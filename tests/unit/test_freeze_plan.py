@@ -671,3 +671,21 @@ def test_kf309_only_when_the_model_is_compiled() -> None:
     assert "KF309" in [f.code for f in compiled.findings]
     eager = check_file("job.toml", text=text.replace("compile_model = true", "compile_model = false"))
     assert "KF309" not in [f.code for f in eager.findings]
+
+
+def test_kf310_activation_checkpointing_renames_what_a_pattern_spells_out() -> None:
+    patterns = ('[vlm.module_patterns]\nattn0 = ["transformer.layers.0.attention.*"]\n'
+                'transformer = ["transformer", "transformer.*"]\nadapter = ["adapter", "adapter.*"]\n'
+                'vision_encoder = ["vision_encoder", "vision_encoder.*"]\n')
+    text = FREEZE_JOB.replace("compile_model = true", 'compile_model = false\nactivation_checkpointing = "full"')
+    text += '[vlm]\nmax_text_len = 64\nfreeze = [{module = "attn0"}]\n' + patterns
+    [finding] = [f for f in check_file("job.toml", text=text).findings if f.code == "KF310"]
+    assert finding.key == "vlm.freeze[0].module" and finding.severity == "warning"
+    assert "'transformer.layers.0._checkpoint_wrapped_module.attention.q_proj.weight'" in finding.message
+    assert "'transformer.layers.0.*attention.*'" in finding.hint
+    # An alias ending in '.*' matches through the wrapper; without checkpointing nothing is renamed.
+    default = FREEZE_JOB.replace("compile_model = true", 'compile_model = false\nactivation_checkpointing = "full"')
+    default += '[vlm]\nmax_text_len = 64\nfreeze = [{module = "transformer"}, {module = "adapter", frozen = false}]\n'
+    assert "KF310" not in [f.code for f in check_file("job.toml", text=default).findings]
+    plain = text.replace('activation_checkpointing = "full"', 'activation_checkpointing = "none"')
+    assert "KF310" not in [f.code for f in check_file("job.toml", text=plain).findings]
