@@ -187,3 +187,10 @@ def test_the_pipeline_schedule_is_built_at_start_up(schedule: str, accum: int, k
              "[model]\nn_layers = 4\n")
     errors = [f for f in run(table, world_size=4).findings if f.is_error]
     assert [(f.code, f.key, f.stage) for f in errors] == ([] if key is None else [("KF203", key, STARTUP)])
+
+
+def test_a_huge_parallel_degree_gets_a_world_size_fix_without_counting_to_it() -> None:
+    # The fix searches degrees that divide the world size; it used to count up to the degree itself.
+    report = run("[distributed]\ntp = 1180591620717411303424\n", world_size=1)
+    [finding] = [f for f in report.findings if f.code == "KF200"]
+    assert "distributed.tp = 1" in finding.hint
