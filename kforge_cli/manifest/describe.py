@@ -91,7 +91,7 @@ def build_manifest(job: Any) -> Manifest:
 
 def describe_model(job: Any, *, resolve_encoder: EncoderResolver | None = None) -> ModelDescription:
     """``resolve_encoder`` loads HuggingFace encoders (the torch builder passes one)."""
-    text = read_text_spec(getattr(job, "model", None), getattr(job, "train", None))
+    text = read_text_spec(getattr(job, "model", None), float8=_swaps_to_float8(job))
     vlm_section = getattr(job, "vlm", None)
     if vlm_section is None:
         description, vlm = _describe_text_only(job, text), None
@@ -109,6 +109,14 @@ def describe_model(job: Any, *, resolve_encoder: EncoderResolver | None = None) 
 def _get_mode(job: Any) -> Any:
     mode = getattr(getattr(job, "train", None), "activation_checkpointing", "none")
     return getattr(mode, "value", mode)
+
+
+def _swaps_to_float8(job: Any) -> bool:
+    """mixed_precision = "fp8" on the whole model; pipeline stages (pp > 1) never hold a tied head,
+    JobConfig.validate refuses tie_embeddings with pipeline parallelism."""
+    train, distributed = getattr(job, "train", None), getattr(job, "distributed", None)
+    pp = getattr(distributed, "pp", 1)
+    return getattr(train, "mixed_precision", None) == "fp8" and not (isinstance(pp, int) and pp > 1)
 
 
 def _size_factors(text: TextSpec, vlm: VLMSpec | None) -> dict[str, int]:

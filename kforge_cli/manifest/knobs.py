@@ -195,7 +195,7 @@ class TextSpec:
         return self.n_layers // self.moe_frequency if self.is_moe else 0
 
 
-def read_text_spec(model: Any, train: Any = None) -> TextSpec:
+def read_text_spec(model: Any, *, float8: bool = False) -> TextSpec:
     if model is None:
         raise ModelBuildError("the job has no [model] section", "model",
                               "add a [model] section")
@@ -232,7 +232,7 @@ def read_text_spec(model: Any, train: Any = None) -> TextSpec:
         moe_packed_experts=moe_knob("moe_packed_experts", False, lambda v, _: bool(v)),
         # MoMa sizes its per-modality experts with it even on a dense backbone.
         moe_expert_ffn_multiplier=_get(model, "moe_expert_ffn_multiplier", 1.0),
-        float8=_get(train, "mixed_precision", "bf16") == "fp8",
+        float8=float8,
     )
     _check_text_spec(spec)
     return spec
