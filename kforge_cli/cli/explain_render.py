@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kforge_cli.cli.output import display, display_path, emit
+from kforge_cli.findings import shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -212,9 +213,10 @@ def _config_footer(e: Explanation, show_all: bool) -> list[Text]:
 
 def _patterns_text(patterns: list[str]) -> str:
     # The default aliases pair a module with everything under it: say so in words.
-    if len(patterns) == 2 and patterns[1] == patterns[0] + ".*":
+    if len(patterns) == 2 and isinstance(patterns[0], str) and patterns[1] == patterns[0] + ".*":
         return display(f"{patterns[0]} and everything below it")
-    return display(", ".join(patterns))
+    # An entry the file wrote as a number is kept as is by the reference (the freeze rules say where it fails).
+    return display(", ".join(p if isinstance(p, str) else shown(p) for p in patterns))
 
 
 def _arch_table(arch: ArchView) -> Table:

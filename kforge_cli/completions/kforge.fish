@@ -33,6 +33,8 @@ function __kforge_rule_code
         KF306 'stage-never-reached' \
         KF307 'nothing-trainable' \
         KF308 'stage-changes-nothing' \
+        KF309 'schedule-ignored-under-compile' \
+        KF310 'checkpoint-wrapper-hides-parameters' \
         KF400 'note' \
         KF401 'lossy-coercion' \
         KF402 'no-cross-attention-blocks' \
@@ -41,6 +43,7 @@ function __kforge_rule_code
         KF405 'data-source-missing' \
         KF406 'module-patterns-trap' \
         KF407 'schedule-mismatch' \
+        KF408 'arch-override-keeps-model' \
         KF409 'fails-at-first-step' \
         KF501 'checkpoint-missing-keys' \
         KF502 'checkpoint-unexpected-keys' \

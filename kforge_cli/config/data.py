@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from kforge_cli.config.fields import Checker, is_number, setting
+from kforge_cli.config.fields import Checker, JobCondition, Use, is_number, setting
 from kforge_cli.config.section import Section
 from kforge_cli.rules.loading import INVALID_VALUE, MISSING_REQUIRED
+from kforge_cli.rules.rule import LOOP, STARTUP
 
 
 @dataclass
@@ -43,6 +44,25 @@ class TrainingPhase(Section):
                              "use 0 to drop a dataset in this phase")
 
 
+def _anneal_builds_dict(s: Any) -> bool:
+    data = s.job.data
+    if data.phases or not (is_number(data.anneal_start_step) and data.anneal_start_step > 0):
+        return False
+    if not data.anneal_weights:
+        return False
+    try:
+        dict(data.anneal_weights)  # what the trainer does with it; a list of pairs passes
+    except (TypeError, ValueError):
+        return True
+    return False
+
+
+ANNEAL_FROM_WEIGHTS = JobCondition("data.anneal_start_step > 0 without data.phases (the anneal phase is built "
+                                   "from it)", _anneal_builds_dict, ("data.phases", "data.anneal_start_step"))
+IMAGE_DATA = JobCondition("a VLM job reads images (no [video])",
+                          lambda s: s.job.vlm is not None and s.job.video is None, ("vlm.arch", "video"))
+
+
 @dataclass
 class DataConfig(Section):
     SECTION: ClassVar[str] = "data"
@@ -59,7 +79,9 @@ class DataConfig(Section):
     hf_dataset_text_field: str = setting("text", "text column")
     hf_dataset_image_field: str = setting("image", "image column (VLM only)")
     hf_dataset_prompt_field: str = setting("", "prompt column masked from the loss (VLM only; empty = none)")
-    hf_image_size: int = setting(224, "square image size after preprocessing (VLM only)", unit="px")
+    hf_image_size: int = setting(224, "square image size after preprocessing (VLM only)", unit="px", used=(
+        Use(LOOP, "the VLM dataset resizes every image to (hf_image_size, hf_image_size) when the loop draws the "
+            "first batch", IMAGE_DATA),))
     hf_streaming: bool = setting(False, "stream the HF dataset instead of downloading it")
     pack_sequences: bool = setting(False, "document-aware sequence packing")
     datasets: list[DatasetSource] = setting(factory=list, doc="multi-dataset mixture (overrides single sources)")
@@ -68,7 +90,9 @@ class DataConfig(Section):
     phases: list[TrainingPhase] = setting(factory=list, doc="step-triggered mixture / LR phases")
     anneal_start_step: int = setting(0, "shortcut for a two-phase anneal (0 = off)", unit="steps", ge=0,
                                     fix="use 0 to disable")
-    anneal_weights: dict[str, float] = setting(factory=dict, doc="mixture weights of the anneal phase")
+    anneal_weights: dict[str, float] = setting(factory=dict, doc="mixture weights of the anneal phase", used=(
+        Use(STARTUP, "the trainer builds the anneal phase with dict(data.anneal_weights), which fails",
+            ANNEAL_FROM_WEIGHTS),))
 
     def rules(self, c: Checker) -> None:
         for i, src in enumerate(self.datasets):

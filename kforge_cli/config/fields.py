@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass
-from typing import Any
+from typing import Any, Union
 
 from kforge_cli.findings import Finding, shown
 from kforge_cli.rules.loading import INVALID_VALUE
@@ -33,6 +35,38 @@ class Condition:
 
     text: str  # as the docs and messages say it: "model.num_experts > 0"
     holds: Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class JobCondition:
+    """Something about the whole job (and the world size) that a use of a field depends on.
+
+    ``holds`` gets what the rule checks see: an object with ``job`` and
+    ``world_size`` (None when not given). ``reads`` names the keys it reads.
+    """
+
+    text: str  # as messages say it: "optimizer.name is adamw or muon"
+    holds: Callable[[Any], bool]
+    reads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Use:
+    """Where the trainer first uses a field's value in a way that a value of another type breaks.
+
+    The reference's loader stores a value it does not convert (a list for a
+    number, a number for a path) as is, and a field whose construction checks
+    do not compare it fails only where the trainer uses it. A field declaring
+    ``used`` is loaded the same way; the first of its uses whose ``when`` holds
+    says where the run fails, and when none holds the value is never used.
+    """
+
+    stage: str | None  # None: no stage of a normal run reaches the use
+    does: str  # what the trainer does with it, e.g. "init_distributed seeds the RNGs with it"
+    when: JobCondition | None = None
+
+    def holds(self, subject: Any) -> bool:
+        return self.when is None or bool(self.when.holds(subject))
 
 
 @dataclass(frozen=True)
@@ -82,6 +116,9 @@ class FieldSpec:
     divides: str | None = None  # sibling field this one must divide
     when: Condition | None = None
     fix: str | None = None  # a better hint than the derived one
+    # Where the trainer uses a value the loader keeps as is (see Use); empty: such a
+    # value is rejected at load.
+    used: tuple[Use, ...] = ()
 
     @property
     def has_constraints(self) -> bool:
@@ -96,18 +133,19 @@ def setting(default: Any = MISSING, doc: str = "", *, factory: Callable[[], Any]
             gt: float | str | None = None, ge: float | str | None = None, lt: float | str | None = None,
             le: float | str | None = None, interval: str | None = None, items: str | None = None,
             allow: tuple[Any, ...] = (), divisible_by: str | None = None, divides: str | None = None,
-            when: Condition | None = None, fix: str | None = None) -> Any:
+            when: Condition | None = None, fix: str | None = None, used: tuple[Use, ...] = ()) -> Any:
     """A dataclass field with kforge metadata.
 
     ``choices`` with ``enum=True`` is an Enum/Literal in the reference (the loader
     rejects other values); without it the section's construction checks them.
     ``registry`` names the registry category the value is looked up in, and
-    ``looked_up`` when (``LOAD`` here, ``STARTUP`` by the engine).
+    ``looked_up`` when (``LOAD`` here, ``STARTUP`` by the engine). ``used`` lists
+    where the trainer uses a value of another type that its loader keeps as is.
     """
     spec = FieldSpec(doc=doc, unit=unit, choices=choices, enum=enum, registry=registry, looked_up=looked_up,
                      gt=gt, ge=ge, lt=lt, le=le, interval=Interval.parse(interval) if interval else None,
                      items=Interval.parse(items) if items else None, allow=allow, divisible_by=divisible_by,
-                     divides=divides, when=when, fix=fix)
+                     divides=divides, when=when, fix=fix, used=used)
     metadata = {"kforge": spec}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
@@ -115,6 +153,48 @@ def setting(default: Any = MISSING, doc: str = "", *, factory: Callable[[], Any]
 
 
 _EMPTY = FieldSpec()
+
+
+def value_kind(hint: Any) -> tuple[tuple[type, ...], str]:
+    """The Python types a value declared as ``hint`` has, and how messages name them."""
+    origin = typing.get_origin(hint)
+    optional = False
+    if origin is Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(options) < len(typing.get_args(hint))
+        hint = options[0] if len(options) == 1 else Any
+        origin = typing.get_origin(hint)
+    kinds: tuple[Any, ...]
+    if hint is int:
+        kinds, text = (int,), "an integer"
+    elif hint is float:
+        kinds, text = (int, float), "a number"
+    elif hint is str:
+        kinds, text = (str,), "a string"
+    elif hint is dict or origin is dict or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        kinds, text = (dict if origin is dict or hint is dict else hint,), "a table"
+    else:
+        kinds, text = (object,), "a value of its declared type"
+    return (*kinds, type(None)) if optional else kinds, text
+
+
+def loader_converts(hint: Any, value: Any) -> bool:
+    """Whether the reference's loader converts ``value`` for a field declared ``hint`` (or fails trying).
+
+    It turns strings and floats into integers, strings and integers into
+    floats, and tables into sections; any other value it stores as is.
+    """
+    kinds, _ = value_kind(hint)
+    if isinstance(value, kinds):
+        return True
+    if int in kinds or float in kinds:
+        return isinstance(value, (int, float, str))
+    return any(isinstance(k, type) and dataclasses.is_dataclass(k) for k in kinds) and isinstance(value, dict)
+
+
+def compared_at_construction(spec: FieldSpec, section: Any) -> bool:
+    """Whether the section's construction compares the field (a value of another type then fails at load)."""
+    return spec.has_constraints and (spec.when is None or spec.when.holds(section))
 
 
 def spec_of(f: dataclasses.Field) -> FieldSpec:
@@ -207,7 +287,7 @@ def field_findings(section: Any, prefix: str) -> tuple[list[Finding], set[str]]:
     deferred: list[tuple[dataclasses.Field, FieldSpec]] = []
     for f in dataclasses.fields(section):
         spec = spec_of(f)
-        if not spec.has_constraints or (spec.when is not None and not spec.when.holds(section)):
+        if not compared_at_construction(spec, section):
             continue
         value = getattr(section, f.name)
         key = _join(prefix, f.name)

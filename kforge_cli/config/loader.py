@@ -10,6 +10,7 @@ and keeps going, so one run reports every problem in the file.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shlex
 import types
@@ -18,7 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from kforge_cli.config.fields import close_match, field_default, spec_of
+from kforge_cli.config.fields import (
+    close_match,
+    compared_at_construction,
+    field_default,
+    loader_converts,
+    spec_of,
+    value_kind,
+)
 from kforge_cli.config.job import JobConfig, construction_checks
 from kforge_cli.config.section import collecting
 from kforge_cli.config.toml_source import TomlSource, parse_toml_text, read_toml
@@ -29,12 +37,14 @@ from kforge_cli.config.vlm import (
     RESERVED_ARCHS,
     VLMConfig,
     arch_fields,
+    built_arch,
     reserved_arch_message,
     unknown_arch_message,
 )
 from kforge_cli.config.registry import registry
 from kforge_cli.findings import WARNING, Finding, shown, unique
 from kforge_cli.rules.loading import (
+    ARCH_OVERRIDE_KEEPS_MODEL,
     INVALID_VALUE,
     LEGACY_LAYOUT,
     LOSSY_COERCION,
@@ -49,6 +59,19 @@ FILE, OVERRIDE, DEFAULT = "file", "override", "default"
 
 # Sentinel: the reference would raise on this value; the previous value stays.
 _REJECTED = object()
+
+
+@dataclass(frozen=True)
+class _AsIs:
+    """A value the reference's loader stores unconverted (a list for a number, a number for a path).
+
+    The section decides: when its construction compares the field the load
+    fails (``problem``), else the value is kept and fails where it is used.
+    """
+
+    value: Any
+    problem: str
+    hint: str
 
 # Registry-named string fields: a non-string there fails the lookup (an error);
 # any other string field merely holds a value of the wrong type (a warning).
@@ -67,6 +90,10 @@ class LoadResult:
     bad_keys: set[str] = field(default_factory=set)
     # The --set overrides as the nested table the second overlay applies.
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Values stored as is although they are not of the field's type (the reference
+    # keeps them; the rules say where the trainer uses them). Their keys are also
+    # in bad_keys unless the field is a string, which checks only pass along.
+    as_is: dict[str, Any] = field(default_factory=dict)
 
     @property
     def readable(self) -> bool:
@@ -146,7 +173,6 @@ def _load_source(source: TomlSource, overrides: Sequence[str | Override]) -> Loa
         _explain_unrescued(result, parsed)
     result.job = job
     _explain_inherited_kv_heads(result)
-    _relax_unused_moe_fields(result)
     result.findings = locate(unique(result.findings), source)
     return result
 
@@ -223,6 +249,7 @@ class _Layer:
         self._reject_unknown(cls, raw, key)
         hints = _type_hints(cls)
         values: dict[str, Any] = {}
+        held: dict[str, _AsIs] = {}
         for f in dataclasses.fields(cls):
             if base is not None and hasattr(base, f.name):
                 values[f.name] = getattr(base, f.name)
@@ -231,28 +258,55 @@ class _Layer:
             if f.name in raw and f.name in known:
                 sub = _join(key, f.name)
                 value = self.coerce(hints[f.name], f, raw[f.name], sub)
-                if value is not _REJECTED:
+                if isinstance(value, _AsIs):
+                    held[f.name] = value
+                elif value is not _REJECTED:
                     values[f.name] = value
-                    if key and "." not in key and "[" not in key:
-                        self.result.sources[sub] = self.origin
+                    self._clear_as_is(sub)
+                if value is not _REJECTED and key and "." not in key and "[" not in key:
+                    self.result.sources[sub] = self.origin
         with collecting():
             obj = cls(**values)
+        self._keep_as_is(obj, held, hints, key)
         for finding in obj.check(prefix=key):
             self._add(finding)
         return obj
 
+    def _keep_as_is(self, obj: Any, held: dict[str, _AsIs], hints: dict[str, Any], key: str) -> None:
+        """Store the unconverted values the section's construction does not compare."""
+        fields_ = {f.name: f for f in dataclasses.fields(obj)}
+        for name, value in held.items():
+            sub = _join(key, name)
+            if compared_at_construction(spec_of(fields_[name]), obj):
+                # Its check compares the value: the reference's loader fails with a TypeError.
+                self.error(WRONG_TYPE, sub, value.problem, value.hint)
+                self.reject(sub)
+                continue
+            setattr(obj, name, value.value)
+            self.result.as_is[sub] = value.value
+            if str not in value_kind(hints[name])[0]:
+                self.result.bad_keys.add(sub)
+
+    def _clear_as_is(self, key: str) -> None:
+        # An override replaced a value the file held as is.
+        if self.result.as_is.pop(key, _REJECTED) is not _REJECTED:
+            self.result.bad_keys.discard(key)
+
     def _vlm_class(self, raw: dict[str, Any], base: Any, key: str) -> type:
         arch = raw.get("arch", getattr(base, "arch", "joint_decoder"))
         if base is not None:
+            # The reference merges overrides into the existing subclass instance: the
+            # arch string changes, the class (and with it the model built) does not.
             cls = type(base)
-            if "arch" in raw and raw["arch"] != base.arch:
-                # The reference merges overrides into the existing subclass instance:
-                # the arch string changes, the class (and its fields) do not.
-                self.error(INVALID_VALUE, _join(key, "arch"),
-                           f"vlm.arch cannot be switched from {base.arch!r} to {raw['arch']!r} by an override: "
-                           f"the reference keeps the {cls.__name__} built from the file and only rewrites the "
-                           "string, so the model build sees a mismatched config",
-                           "change vlm.arch in the file itself")
+            new, built = raw.get("arch"), built_arch(base)
+            if ("arch" in raw and new != built and isinstance(new, str) and new not in RESERVED_ARCHS
+                    and ("vlm_config", new) in registry):
+                self.warn(ARCH_OVERRIDE_KEEPS_MODEL, _join(key, "arch"),
+                          f"vlm.arch = {new!r} rewrites only the arch string: the reference keeps the "
+                          f"{cls.__name__} built from the file, so the trainer builds the {built} model (its "
+                          f"parameters and vlm.module_patterns) and starts; only the ModalityStrategy of the "
+                          f"forward pass follows {new!r}",
+                          f"to train a {new} model, set vlm.arch = {json.dumps(new)} in the file itself")
             return cls
         if isinstance(arch, str) and arch in RESERVED_ARCHS:
             self.error(INVALID_VALUE, _join(key, "arch"), reserved_arch_message(arch),
@@ -344,6 +398,9 @@ class _Layer:
                 return value
             hint, origin = options[0], typing.get_origin(options[0])
         name = key.rsplit(".", 1)[-1]
+        if spec is not None and spec.used and not loader_converts(hint, value):
+            _, kind = value_kind(hint)
+            return _AsIs(value, f"{key} must be {kind}, got {_kind(value)}", f"write {name} as {kind}")
         if spec is not None and spec.enum and spec.choices:
             choices = spec.choices
             if isinstance(value, str) and value in choices:
@@ -533,9 +590,13 @@ class _Layer:
         for sub, item in value.items():
             if typing.get_origin(value_type) is list and not isinstance(item, list):
                 if isinstance(item, str):
+                    # freeze_params runs list(patterns): one fnmatch pattern per character.
+                    effect = ("a '*' among them matches every parameter, so the alias selects the whole model"
+                              if "*" in item else "single characters match no parameter name, so the alias "
+                              "selects nothing")
                     self.warn(MODULE_PATTERNS_TRAP, f"{key}.{sub}",
-                              f"{key}.{sub} is a string; the reference iterates it character by character, "
-                              f"so the alias matches nothing", f'write {sub} = ["{item}"]')
+                              f"{key}.{sub} is a string; the reference iterates it character by character: "
+                              f"{effect}", f"write {sub} = [{json.dumps(item)}]")
                 else:
                     self.error(WRONG_TYPE, f"{key}.{sub}", f"{key}.{sub} must be an array of patterns, "
                                f"got {_kind(item)}", f'write {sub} = ["pattern.*"]')
@@ -559,7 +620,9 @@ class _Layer:
                        'add module = "<alias or pattern>"')
             return self.reject(key)
         module = item["module"]
-        if not isinstance(module, str):
+        if not isinstance(module, (str, int, float)):
+            # A number or boolean is kept as is and fails only when the spec is applied (the freeze
+            # rules say when); an array or table cannot even be looked up among the aliases.
             self.error(WRONG_TYPE, f"{key}.module", f"{key}.module must be a string, got {_kind(module)}",
                        'write module = "<alias or pattern>"')
         frozen = True
@@ -693,29 +756,3 @@ def _explain_inherited_kv_heads(result: LoadResult) -> None:
                 f"{kv} that the default ModelConfig resolved before the file was applied",
                 hint=f"set model.n_kv_heads explicitly (e.g. model.n_kv_heads = {heads} for plain multi-head "
                 "attention)")
-
-
-def _relax_unused_moe_fields(result: LoadResult) -> None:
-    """A mistyped MoE knob on a dense model is never read by the trainer: a warning, not an error."""
-    job = result.job
-    if job is None or not isinstance(job.model.num_experts, int) or job.model.num_experts > 0:
-        return
-    written = {**_table(result.source.data if result.source else {}, "model"), **_table(result.overrides, "model")}
-    # MoMa sizes its experts with moe_expert_ffn_multiplier even on a dense backbone.
-    read_anyway = {"model.moe_expert_ffn_multiplier"} if getattr(job.vlm, "arch", None) == "moma" else set()
-    for i, finding in enumerate(result.findings):
-        if (finding.code == WRONG_TYPE.code and finding.is_error and finding.data.get("kept")
-                and (finding.key or "").startswith("model.moe_") and finding.key not in read_anyway):
-            result.findings[i] = dataclasses.replace(
-                finding, severity=WARNING, stage=None,
-                message=finding.message + " (unused while model.num_experts = 0, so the trainer never reads it)")
-            name = finding.key.split(".", 1)[1]
-            if name in written:
-                # The reference keeps the value as written; so does the resolved config.
-                setattr(job.model, name, written[name])
-                result.bad_keys.discard(finding.key)
-
-
-def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.get(name)
-    return value if isinstance(value, dict) else {}

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kforge_cli.config.fields import setting
+from kforge_cli.config.fields import JobCondition, Use, setting
 from kforge_cli.config.section import Section
+from kforge_cli.rules.rule import STARTUP
 
 
 @dataclass
@@ -29,4 +30,6 @@ class ProfilingConfig(Section):
     enable: bool = setting(False, "run the torch profiler")
     start_step: int = setting(5, "first profiled step", unit="steps")
     end_step: int = setting(8, "step the profiler stops at (exclusive)", unit="steps", gt="start_step")
-    trace_dir: str = setting("profiler_traces", "trace output directory")
+    trace_dir: str = setting("profiler_traces", "trace output directory", used=(
+        Use(STARTUP, "build_profiler builds Path(profiling.trace_dir)",
+            JobCondition("profiling.enable = true", lambda s: bool(s.job.profiling.enable), ("profiling.enable",))),))

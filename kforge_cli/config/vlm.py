@@ -8,6 +8,7 @@ module aliases.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -90,6 +91,23 @@ def resolve_arch_class(arch: Any) -> type[VLMConfig]:
         return registry.get_vlm_config(arch)
     except RegistryError:
         raise ValueError(unknown_arch_message(arch)) from None
+
+
+def built_arch(vlm: Any) -> str | None:
+    """The arch whose model the trainer builds for ``vlm``: its config class's own.
+
+    The transformer dispatches on the config's class, not on its ``arch``
+    string; a ``--set vlm.arch=...`` override rewrites only the string (the
+    loader keeps the class built from the file), so the two can differ. The
+    string still picks the ModalityStrategy used in the forward pass.
+    """
+    if not isinstance(vlm, VLMConfig):
+        arch = getattr(vlm, "arch", None)
+        return arch if isinstance(arch, str) else None
+    for f in dataclasses.fields(type(vlm)):
+        if f.name == "arch" and isinstance(f.default, str):
+            return f.default
+    return None
 
 
 def _default_freeze() -> list[FreezeSpec]:

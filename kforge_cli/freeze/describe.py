@@ -71,8 +71,10 @@ def stage_label(start_step: int | None, ctx: Context | None = None) -> str:
 
 def patterns_text(policy: FreezePolicy, module: str) -> str:
     if policy.is_alias(module):
-        patterns = alias_patterns(policy.module_patterns[module])
-        return f"alias {module!r} = {list(patterns)}"
+        value = policy.module_patterns[module]
+        if isinstance(value, str):
+            return f"alias {module!r} = {value!r}, a string: one pattern per character"
+        return f"alias {module!r} = {list(alias_patterns(value))}"
     return f"raw pattern {module!r}"
 
 
@@ -90,6 +92,20 @@ def first_raising_step(spec: SpecRef, max_steps: int | None, dyn_ckpt_covers_ste
     if max_steps is not None and first > max_steps:
         return None
     return first
+
+
+def application_step(spec: SpecRef, max_steps: int | None) -> int | None:
+    """When a fresh run applies ``spec``: 0 at build (vlm.freeze), a stage's start_step when the
+    loop's hook fires it (1..max_steps), None when it never does."""
+    if spec.start_step is None:
+        return 0
+    if spec.start_step < 1 or (max_steps is not None and spec.start_step > max_steps):
+        return None
+    return spec.start_step
+
+
+def applied_in_fresh_run(spec: SpecRef, max_steps: int | None) -> bool:
+    return application_step(spec, max_steps) is not None
 
 
 def alias_name_for(pattern: str, taken: Sequence[str]) -> str:

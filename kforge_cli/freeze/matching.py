@@ -6,6 +6,13 @@ against every pattern. Here each pattern is compiled once and each selection is
 an integer bit mask over the parameter list, so a plan over thousands of
 parameters and dozens of specs stays cheap.
 
+An alias's value is used the way ``freeze_params`` uses it: ``list(value)``,
+then ``any(fnmatch(name, p) for p in patterns)`` per parameter. So a string
+alias is one pattern per character (a ``*`` among them matches everything),
+and a non-string entry raises ``TypeError`` inside ``fnmatch`` on the first
+parameter no earlier entry of the list matches. A selection records that
+failure instead of raising, so the rules can say when the trainer meets it.
+
 Parameters of components that cannot be built offline (an HF vision encoder
 without a local copy) are represented only by their prefix; for those we can
 say whether a pattern certainly covers the whole subtree, may touch part of it,
@@ -32,12 +39,32 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def alias_patterns(value: Any) -> tuple[str, ...]:
-    """The pattern list of one ``module_patterns`` entry, ignoring malformed items."""
+    """The patterns a ``module_patterns`` entry was written to mean (for messages and hints).
+
+    A string stands for itself here; what the trainer really applies is
+    ``applied_patterns``.
+    """
     if isinstance(value, str):
         return (value,)
     if isinstance(value, (list, tuple)):
         return tuple(p for p in value if isinstance(p, str))
     return ()
+
+
+class NotAPatternList(TypeError):
+    """``list(value)`` of an alias's value raises: it is not iterable."""
+
+
+def applied_patterns(value: Any) -> tuple[Any, ...]:
+    """``list(value)`` as ``freeze_params`` computes it: a string gives its characters, a table its keys."""
+    if isinstance(value, (str, list, tuple, dict)):
+        return tuple(value)
+    raise NotAPatternList(f"{type(value).__name__!r} object is not iterable")
+
+
+def fnmatch_type_error(pattern: Any) -> str:
+    """The message ``fnmatch.fnmatch(name, pattern)`` raises for a pattern that is not a string."""
+    return f"expected str, bytes or os.PathLike object, not {type(pattern).__name__}"
 
 
 def _literal_head(pattern: str) -> tuple[str, bool]:
@@ -66,15 +93,26 @@ def may_touch_subtree(pattern: str, prefix: str) -> bool:
 
 
 @dataclass(frozen=True)
+class PatternFailure:
+    """Why applying a selection raises in the trainer, and on what."""
+
+    message: str  # the TypeError's message
+    entry: int | None  # index of the offending entry in the alias's list (None: the value itself)
+    value: Any  # the offending entry (or the alias's value)
+    parameter: str | None  # the parameter fnmatch was testing when it raised
+
+
+@dataclass(frozen=True)
 class Selection:
     """What one spec's ``module`` selects."""
 
     module: str
     is_alias: bool
-    patterns: tuple[str, ...]
+    patterns: tuple[str, ...]  # the string patterns the trainer tests, in order
     mask: int  # bit i set: parameter i matches
     covered_unknown: frozenset[str]  # unknown prefixes matched in full
     touched_unknown: frozenset[str]  # unknown prefixes possibly matched in part
+    failure: PatternFailure | None = None  # applying it raises (the mask is what matched before)
 
     @property
     def may_reach_unknown(self) -> bool:
@@ -95,9 +133,10 @@ class Matcher:
     def is_alias(self, module: str) -> bool:
         return module in self.module_patterns
 
-    def patterns_for(self, module: str) -> tuple[str, ...]:
+    def patterns_for(self, module: str) -> tuple[Any, ...]:
+        """What the trainer iterates for ``module``; raises NotAPatternList when that fails."""
         if module in self.module_patterns:
-            return alias_patterns(self.module_patterns[module])
+            return applied_patterns(self.module_patterns[module])
         return (module,)
 
     def pattern_mask(self, pattern: str) -> int:
@@ -115,15 +154,32 @@ class Matcher:
         cached = self._selections.get(module)
         if cached is not None:
             return cached
-        patterns = self.patterns_for(module)
+        failure = None
+        try:
+            applied = self.patterns_for(module)
+        except NotAPatternList as exc:
+            applied = ()
+            value = self.module_patterns[module]
+            failure = PatternFailure(str(exc), None, value, None) if self.names else None
         mask = 0
-        for pattern in patterns:
+        patterns: list[str] = []
+        full = (1 << len(self.names)) - 1
+        for i, pattern in enumerate(applied):
+            if not isinstance(pattern, str):
+                # any() stops at the first match, so fnmatch meets this entry only for
+                # parameters no earlier entry matched, and raises on the first of them.
+                missed = full & ~mask
+                if missed:
+                    first = self.names[(missed & -missed).bit_length() - 1]
+                    failure = PatternFailure(fnmatch_type_error(pattern), i, pattern, first)
+                break
+            patterns.append(pattern)
             mask |= self.pattern_mask(pattern)
         covered = frozenset(p for p in self.unknown_prefixes
                             if any(covers_subtree(pat, p) for pat in patterns))
         touched = frozenset(p for p in self.unknown_prefixes
                             if p not in covered and any(may_touch_subtree(pat, p) for pat in patterns))
-        selection = Selection(module, self.is_alias(module), patterns, mask, covered, touched)
+        selection = Selection(module, self.is_alias(module), tuple(patterns), mask, covered, touched, failure)
         self._selections[module] = selection
         return selection
 

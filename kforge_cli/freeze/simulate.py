@@ -21,7 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kforge_cli.config.vlm import FreezeSpec, FreezeStage, module_patterns_for
+from kforge_cli.config.vlm import (
+    FreezeSpec,
+    FreezeStage,
+    built_arch,
+    module_patterns_for,
+)
 from kforge_cli.freeze.matching import Matcher, Selection
 
 # Writer recorded for parameters the model itself freezes (MoT's unused norm).
@@ -30,9 +35,13 @@ CONSTRUCTION = "construction"
 
 @dataclass(frozen=True)
 class SpecRef:
-    """One well-formed freeze spec and where it sits in the config."""
+    """One freeze spec the trainer can hold, and where it sits in the config.
 
-    module: str
+    ``module`` is normally a string; a number or boolean (kept as is by the
+    reference's loader) is replayed too, since applying it is what fails.
+    """
+
+    module: Any
     frozen: bool
     key: str  # "vlm.freeze[1]" or "vlm.freeze_schedule[0].specs[2]"
     start_step: int | None = None  # None: a base (build-time) spec
@@ -60,16 +69,18 @@ class StageRef:
         return f"vlm.freeze_schedule[{self.index}]"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _step(value: Any) -> int | None:
+    # The loader keeps a boolean start_step as is; the hook's ``start_step == step``
+    # and effective_freeze's sort treat it as 0 or 1.
+    return int(value) if isinstance(value, int) else None
 
 
 def _spec_ref(raw: Any, key: str, start_step: int | None) -> SpecRef | None:
-    # Malformed entries (bare strings, dicts, wrong field types) are the
+    # Malformed entries (bare strings, dicts, unhashable modules) are the
     # loader's to report; the plan only replays what the trainer could run.
-    if not isinstance(raw, FreezeSpec):
+    if not isinstance(raw, FreezeSpec) or not isinstance(raw.frozen, bool):
         return None
-    if not isinstance(raw.module, str) or not isinstance(raw.frozen, bool):
+    if not isinstance(raw.module, (str, int, float)):
         return None
     return SpecRef(raw.module, raw.frozen, key, start_step)
 
@@ -88,8 +99,8 @@ class FreezePolicy:
 
     @classmethod
     def from_vlm(cls, vlm: Any) -> FreezePolicy:
-        arch = getattr(vlm, "arch", None)
-        arch = arch if isinstance(arch, str) else None
+        # The model (and its default aliases) follow the config class, not a --set arch string.
+        arch = built_arch(vlm)
         patterns = getattr(vlm, "module_patterns", None)
         if not isinstance(patterns, Mapping):
             patterns = module_patterns_for(arch or "joint_decoder")
@@ -104,15 +115,16 @@ class FreezePolicy:
         stages: list[StageRef] = []
         if isinstance(raw_schedule, (list, tuple)):
             for i, raw in enumerate(raw_schedule):
-                if not isinstance(raw, FreezeStage) or not _is_int(raw.start_step):
+                start = _step(raw.start_step) if isinstance(raw, FreezeStage) else None
+                if start is None:
                     continue
                 raw_specs = raw.specs if isinstance(raw.specs, (list, tuple)) else ()
                 specs = []
                 for j, raw_spec in enumerate(raw_specs):
-                    spec = _spec_ref(raw_spec, f"vlm.freeze_schedule[{i}].specs[{j}]", raw.start_step)
+                    spec = _spec_ref(raw_spec, f"vlm.freeze_schedule[{i}].specs[{j}]", start)
                     if spec is not None:
                         specs.append(spec)
-                stages.append(StageRef(i, raw.start_step, tuple(specs)))
+                stages.append(StageRef(i, start, tuple(specs)))
         return cls(arch, tuple(base), tuple(stages), patterns, bool(raw_schedule))
 
     @property

@@ -27,6 +27,7 @@ from kforge_cli.manifest.knobs import (
     read_vlm_spec,
 )
 from kforge_cli.manifest.modules import (
+    CHECKPOINTED_KIND,
     adapter,
     adapter_output_tokens,
     check_rope_head_dim,
@@ -40,7 +41,7 @@ from kforge_cli.manifest.result import (
     Manifest,
     UnknownComponent,
 )
-from kforge_cli.manifest.tree import Node, count_tensors, flatten
+from kforge_cli.manifest.tree import Node, count_tensors, flatten, module_paths
 
 
 @dataclass
@@ -65,6 +66,7 @@ class ModelDescription:
     encoder_feature_dim: int | None = None
     frames_per_clip: int = 1
     cross_attention_after_layers: list[int] = field(default_factory=list)
+    checkpoint_wrapped: list[str] = field(default_factory=list)
 
     def manifest(self) -> Manifest:
         parameters, buffers = flatten(self.root)
@@ -73,7 +75,8 @@ class ModelDescription:
                         encoder_num_tokens=self.encoder_num_tokens,
                         encoder_feature_dim=self.encoder_feature_dim,
                         frames_per_clip=self.frames_per_clip,
-                        cross_attention_after_layers=list(self.cross_attention_after_layers))
+                        cross_attention_after_layers=list(self.cross_attention_after_layers),
+                        checkpoint_wrapped=list(self.checkpoint_wrapped))
 
 
 def build_manifest(job: Any) -> Manifest:
@@ -88,7 +91,7 @@ def build_manifest(job: Any) -> Manifest:
 
 def describe_model(job: Any, *, resolve_encoder: EncoderResolver | None = None) -> ModelDescription:
     """``resolve_encoder`` loads HuggingFace encoders (the torch builder passes one)."""
-    text = read_text_spec(getattr(job, "model", None))
+    text = read_text_spec(getattr(job, "model", None), float8=_swaps_to_float8(job))
     vlm_section = getattr(job, "vlm", None)
     if vlm_section is None:
         description, vlm = _describe_text_only(job, text), None
@@ -97,7 +100,23 @@ def describe_model(job: Any, *, resolve_encoder: EncoderResolver | None = None) 
         description = _describe_vlm(job, text, vlm, resolve_encoder or _unresolved_hf_encoder)
     # Checked last: a real build failure says more than "too large to list".
     check_tensor_count(count_tensors(description.root), _size_factors(text, vlm))
+    wrapped = CHECKPOINTED_KIND.get(_get_mode(job))
+    if wrapped is not None:
+        description.checkpoint_wrapped = module_paths(description.root, wrapped)
     return description
+
+
+def _get_mode(job: Any) -> Any:
+    mode = getattr(getattr(job, "train", None), "activation_checkpointing", "none")
+    return getattr(mode, "value", mode)
+
+
+def _swaps_to_float8(job: Any) -> bool:
+    """mixed_precision = "fp8" on the whole model; pipeline stages (pp > 1) never hold a tied head,
+    JobConfig.validate refuses tie_embeddings with pipeline parallelism."""
+    train, distributed = getattr(job, "train", None), getattr(job, "distributed", None)
+    pp = getattr(distributed, "pp", 1)
+    return getattr(train, "mixed_precision", None) == "fp8" and not (isinstance(pp, int) and pp > 1)
 
 
 def _size_factors(text: TextSpec, vlm: VLMSpec | None) -> dict[str, int]:

@@ -9,7 +9,7 @@ misleading module tree, so describing the model always fails with a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -22,8 +22,10 @@ from kforge_cli.config.vision import (
     PoolingError,
 )
 from kforge_cli.config.vision import pooled_token_count as _pooled_token_count
+from kforge_cli.config.vlm import built_arch
 from kforge_cli.config.vlm import cross_attention_after_layers  # noqa: F401 - re-exported
 from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, safe_repr, show
+from kforge_cli.manifest.tree import INT64_MAX
 
 # What this builder knows how to build (a plugin may register more names; those
 # are reported as unbuildable rather than guessed).
@@ -54,6 +56,19 @@ def as_int(value: Any, key: str) -> int:
         return int(value)
     raise ModelBuildError(f"{key} must be an integer (got {safe_repr(value)})", key,
                           f"set {key} to a whole number")
+
+
+def as_size(value: Any, key: str, module: str) -> int:
+    """A value the trainer hands to torch unchanged as a tensor size: booleans and floats are refused."""
+    value = _plain(value)
+    if isinstance(value, (bool, float)):
+        kind = "boolean" if isinstance(value, bool) else "float"
+        raise ModelBuildError(
+            f"{key} = {str(value).lower() if isinstance(value, bool) else show(value)} is a {kind}: the trainer passes it unchanged to {module}, and torch "
+            f"refuses it as a tensor size (TypeError: size must be a tuple of ints)", key,
+            f"write {key} as an integer" + (f", e.g. {key} = {int(value)}" if isinstance(value, float)
+                                             and value.is_integer() else ""))
+    return as_int(value, key)
 
 
 def _as_float(value: Any, key: str) -> float:
@@ -126,7 +141,17 @@ class TextSpec:
     moe_router: str
     moe_shared_experts: int
     moe_packed_experts: bool
-    moe_expert_ffn_multiplier: float
+    # Kept as read: only MoE layers and MoMa's expert groups use it, and a dense
+    # model builds whatever it holds.
+    moe_expert_ffn_multiplier: Any
+    # mixed_precision = "fp8": torchao swaps every nn.Linear outside the experts and
+    # routers for a Float8Linear whose weight is a new Parameter wrapping the old one,
+    # so a tied output head gets its own weight.
+    float8: bool = False
+
+    @property
+    def head_is_tied(self) -> bool:
+        return self.tie_embeddings and not self.float8
 
     @property
     def head_dim(self) -> int:
@@ -157,7 +182,8 @@ class TextSpec:
     def expert_ffn_hidden_dim(self) -> int:
         dense = self.dense_ffn_hidden_dim
         key = "model.moe_expert_ffn_multiplier"
-        scaled = _width(lambda: dense * self.moe_expert_ffn_multiplier, key, "the expert FFN width")
+        multiplier = _as_float(self.moe_expert_ffn_multiplier, key)
+        scaled = _width(lambda: dense * multiplier, key, "the expert FFN width")
         # Python's round() (ties to even) is what the reference uses too.
         return max(16, 16 * _width(lambda: round(scaled / 16), key, "the expert FFN width"))
 
@@ -169,7 +195,7 @@ class TextSpec:
         return self.n_layers // self.moe_frequency if self.is_moe else 0
 
 
-def read_text_spec(model: Any) -> TextSpec:
+def read_text_spec(model: Any, *, float8: bool = False) -> TextSpec:
     if model is None:
         raise ModelBuildError("the job has no [model] section", "model",
                               "add a [model] section")
@@ -187,11 +213,11 @@ def read_text_spec(model: Any) -> TextSpec:
         n_layers=as_int(_get(model, "n_layers", 32), "model.n_layers"),
         n_heads=n_heads,
         n_kv_heads=n_heads if raw_kv is None else as_int(raw_kv, "model.n_kv_heads"),
-        vocab_size=as_int(_get(model, "vocab_size", 32000), "model.vocab_size"),
+        vocab_size=as_size(_get(model, "vocab_size", 32000), "model.vocab_size", "nn.Embedding"),
         ffn_dim_multiplier=_as_float(_get(model, "ffn_dim_multiplier", 1.0),
                                      "model.ffn_dim_multiplier"),
-        ffn_hidden_dim=None if ffn_override is None else as_int(ffn_override,
-                                                                  "model.ffn_hidden_dim"),
+        ffn_hidden_dim=None if ffn_override is None else as_size(ffn_override, "model.ffn_hidden_dim",
+                                                                   "the FFN's nn.Linear"),
         norm_type=_as_str(_get(model, "norm_type", "rmsnorm")),
         activation=_as_str(_get(model, "activation", "silu")),
         max_seq_len=as_int(_get(model, "max_seq_len", 2048), "model.max_seq_len"),
@@ -204,9 +230,9 @@ def read_text_spec(model: Any) -> TextSpec:
         moe_router=moe_knob("moe_router", "softmax_topk", lambda v, _: _as_str(v)),
         moe_shared_experts=moe_knob("moe_shared_experts", 0, as_int),
         moe_packed_experts=moe_knob("moe_packed_experts", False, lambda v, _: bool(v)),
-        # Read even for a dense backbone: MoMa sizes its per-modality experts with it.
-        moe_expert_ffn_multiplier=_as_float(_get(model, "moe_expert_ffn_multiplier", 1.0),
-                                            "model.moe_expert_ffn_multiplier"),
+        # MoMa sizes its per-modality experts with it even on a dense backbone.
+        moe_expert_ffn_multiplier=_get(model, "moe_expert_ffn_multiplier", 1.0),
+        float8=float8,
     )
     _check_text_spec(spec)
     return spec
@@ -223,6 +249,12 @@ def _check_text_spec(spec: TextSpec) -> None:
     _require(spec.n_heads % spec.n_kv_heads == 0,
              f"model.n_heads ({show(spec.n_heads)}) must be divisible by model.n_kv_heads "
              f"({show(spec.n_kv_heads)})", "model.n_kv_heads", "pick n_kv_heads that divides n_heads")
+    for name, used_by in (("dim", "nn.Embedding"), ("vocab_size", "nn.Embedding"),
+                          ("ffn_hidden_dim", "the FFN's nn.Linear"), ("max_seq_len", "the RoPE table")):
+        value = getattr(spec, name)
+        _require(value is None or value <= INT64_MAX,
+                 f"model.{name} = {show(value)} is past the largest size torch accepts (2**63 - 1): {used_by} "
+                 "fails to convert it (overflow)", f"model.{name}", f"check model.{name} for a typo")
     _choice(spec.norm_type, NORM_TYPES, "model.norm_type")
     _choice(spec.activation, ACTIVATIONS, "model.activation")
     if spec.is_moe:
@@ -233,7 +265,7 @@ def _check_text_spec(spec: TextSpec) -> None:
         _require(spec.moe_frequency > 0,
                  f"model.moe_frequency must be positive (got {show(spec.moe_frequency)})",
                  "model.moe_frequency", "use 1 for every layer, 2 for every other layer")
-        _require(spec.moe_expert_ffn_multiplier > 0,
+        _require(_as_float(spec.moe_expert_ffn_multiplier, "model.moe_expert_ffn_multiplier") > 0,
                  "model.moe_expert_ffn_multiplier must be positive",
                  "model.moe_expert_ffn_multiplier", "use 1.0, or 0.5 for fine-grained experts")
 
@@ -285,9 +317,14 @@ def read_adapter_spec(adapter: Any) -> AdapterSpec:
     if adapter is None:
         # The reference materializes the default adapter whenever [vlm] is set.
         return AdapterSpec()
+    adapter_type = _as_str(_get(adapter, "type", "mlp_2layer"))
+    raw_hidden = _get(adapter, "hidden_dim", 0)
+    if adapter_type == "mlp_2layer" and isinstance(raw_hidden, bool) and raw_hidden:
+        # A positive hidden_dim becomes the Linear width as is (False falls back to model.dim).
+        as_size(raw_hidden, "adapter.hidden_dim", "the adapter's nn.Linear")
     spec = AdapterSpec(
-        type=_as_str(_get(adapter, "type", "mlp_2layer")),
-        hidden_dim=as_int(_get(adapter, "hidden_dim", 0), "adapter.hidden_dim"),
+        type=adapter_type,
+        hidden_dim=as_int(raw_hidden, "adapter.hidden_dim"),
         activation=_as_str(_get(adapter, "activation", "gelu")),
         pool_window=as_int(_get(adapter, "pool_window", 2), "adapter.pool_window"),
         pool_heads=as_int(_get(adapter, "pool_heads", 16), "adapter.pool_heads"),
@@ -320,7 +357,7 @@ def pooled_token_count(num_tokens: int, window: int, *, require_divisible: bool,
 
 @dataclass(frozen=True)
 class VLMSpec:
-    arch: str
+    arch: str  # the model built: the config class's arch
     max_text_len: int
     cross_attention_every_n_layers: int = 4
     cross_attention_n_heads: int = 0
@@ -331,12 +368,16 @@ class VLMSpec:
     moma_modalities: tuple[str, ...] = ("image", "text")
     moma_experts_per_modality: dict[str, int] = field(default_factory=dict)
     moma_capacity_factor: float = 0.0
+    # The arch string, which picks the ModalityStrategy (and with it the image
+    # tokens the build-time length check counts); differs from ``arch`` only
+    # after a --set vlm.arch override.
+    strategy: str = ""
 
     @property
     def places_images_in_residual(self) -> bool:
         # Cross-attention feeds images as side-channel K/V; every other arch
         # prepends them to the text sequence.
-        return self.arch != "cross_attention"
+        return (self.strategy or self.arch) != "cross_attention"
 
     def cross_attention_heads(self, model_n_heads: int) -> tuple[int, int]:
         heads = self.cross_attention_n_heads or model_n_heads
@@ -361,7 +402,14 @@ def _modalities(value: Any, key: str) -> tuple[str, ...]:
 
 
 def read_vlm_spec(vlm: Any) -> VLMSpec:
-    arch = _choice(_as_str(_get(vlm, "arch", "joint_decoder")), VLM_ARCHES, "vlm.arch", "vlm_config")
+    strategy = _choice(_as_str(_get(vlm, "arch", "joint_decoder")), VLM_ARCHES, "vlm.arch", "vlm_config")
+    # The transformer is built for the config's class (a --set override changes only the string).
+    arch = _choice(built_arch(vlm) or strategy, VLM_ARCHES, "vlm.arch", "vlm_config")
+    spec = _read_arch_spec(vlm, arch)
+    return replace(spec, strategy=strategy)
+
+
+def _read_arch_spec(vlm: Any, arch: str) -> VLMSpec:
     max_text_len = as_int(_get(vlm, "max_text_len", 512), "vlm.max_text_len")
     _require(max_text_len > 0, "vlm.max_text_len must be positive", "vlm.max_text_len",
              "set the fixed text padding length, e.g. 512")
@@ -399,7 +447,9 @@ def read_vlm_spec(vlm: Any) -> VLMSpec:
         key = "vlm.moma_experts_per_modality"
         _require(hasattr(raw_experts, "items"), f"{key} must be a table of modality -> count",
                  key, f"e.g. {key} = {{ image = 4, text = 4 }}")
-        experts = {_as_str(m): as_int(n, f"{key}.{_as_str(m)}") for m, n in raw_experts.items()}
+        # Each count sizes the modality's router gate nn.Linear(dim, count) as is.
+        experts = {_as_str(m): as_size(n, f"{key}.{_as_str(m)}", "the router gate's nn.Linear")
+                   for m, n in raw_experts.items()}
         missing = [m for m in modalities if m not in experts]
         extra = sorted(set(experts) - set(modalities))
         _require(not missing, f"{key} has no entry for {safe_repr(missing)}", key,

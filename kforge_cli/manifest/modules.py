@@ -37,6 +37,11 @@ from kforge_cli.manifest.tree import (
     tensor,
 )
 
+# apply_ac wraps every module of this class in a CheckpointWrapper, per activation_checkpointing mode
+# (a MoT or MoMa block is not a TransformerBlock, and MoT's attention is not an Attention).
+CHECKPOINTED_KIND = {"full": "TransformerBlock", "selective": "Attention"}
+
+
 # -- building blocks -------------------------------------------------------------------
 
 
@@ -300,7 +305,7 @@ def transformer(spec: TextSpec, vlm: VLMSpec | None = None) -> Node:
     children["mot_norms"] = mot_norms
 
     head = linear(spec.dim, spec.vocab_size)
-    if spec.tie_embeddings:
+    if spec.head_is_tied:
         # One Parameter: named_parameters() reports it once, as the embedding.
         # (Linear -> OutputHead -> Transformer: the embedding is two levels up.)
         head = Node("Linear", {"weight": Tie(2, "token_embedding.embedding.weight")})

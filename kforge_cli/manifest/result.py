@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 LIMITS_PARAMETERS = "parameters"
 LIMITS_FEATURE_DIM = "feature_dim"
 LIMITS_NUM_TOKENS = "num_tokens"
+# The attribute torch's CheckpointWrapper holds the wrapped module under.
+CHECKPOINT_WRAPPED = "_checkpoint_wrapped_module"
+
 LIMIT_PHRASES = {
     LIMITS_PARAMETERS: "its parameter names and shapes (freeze coverage, parameter counts and the "
                        "checkpoint fit skip it)",
@@ -55,6 +58,16 @@ class Manifest:
     frames_per_clip: int = 1
     # Text-layer index each cross-attention block runs after, in block order.
     cross_attention_after_layers: list[int] = field(default_factory=list)
+    # Modules train.activation_checkpointing wraps in a CheckpointWrapper: at run time the
+    # names of their parameters read "<path>._checkpoint_wrapped_module.<rest>".
+    checkpoint_wrapped: list[str] = field(default_factory=list)
+
+    def runtime_name(self, name: str) -> str:
+        """A parameter's name on the trainer's model once activation checkpointing has wrapped it."""
+        for path in self.checkpoint_wrapped:
+            if name.startswith(path + "."):
+                return f"{path}.{CHECKPOINT_WRAPPED}.{name[len(path) + 1:]}"
+        return name
 
     @property
     def complete(self) -> bool:

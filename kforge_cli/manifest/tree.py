@@ -163,6 +163,31 @@ def count_tensors(root: Node) -> int:
     return count(root)
 
 
+def module_paths(root: Node, kind: str) -> list[str]:
+    """Dotted paths of the modules of class ``kind`` (not looking inside one), in registration order."""
+    holds: dict[int, bool] = {}
+
+    def contains(node: Node) -> bool:
+        # Memoized per node: a shared layer or expert is examined once.
+        known = holds.get(id(node))
+        if known is None:
+            known = holds[id(node)] = node.kind == kind or any(contains(c) for c in node.children.values())
+        return known
+
+    paths: list[str] = []
+
+    def walk(node: Node, path: str) -> None:
+        if node.kind == kind:
+            paths.append(path)
+            return
+        for name, child in node.children.items():
+            if contains(child):
+                walk(child, f"{path}.{name}" if path else name)
+
+    walk(root, "")
+    return paths
+
+
 def flatten(root: Node) -> tuple[list[ParamInfo], list[ParamInfo]]:
     """(parameters in named_parameters() order, persistent buffers in state_dict() order)."""
     shared = _shared_subtrees(root)

@@ -31,7 +31,7 @@ def build_meta_model(job: Any) -> MetaModel:
                      encoder_feature_dim=description.encoder_feature_dim,
                      frames_per_clip=description.frames_per_clip,
                      cross_attention_after_layers=description.cross_attention_after_layers,
-                     module=module)
+                     checkpoint_wrapped=description.checkpoint_wrapped, module=module)
 
 
 def _listed(module: nn.Module) -> tuple[list[ParamInfo], list[ParamInfo]]:

@@ -114,6 +114,18 @@ def dense_ffn_width_buildable(s: Subject) -> list[Finding]:
                                   "use a positive model.ffn_hidden_dim or ffn_dim_multiplier")]
 
 
+@INVALID_VALUE.check(stage=BUILD, reads=("model.init_std",))
+def init_std_is_a_standard_deviation(s: Subject) -> list[Finding]:
+    """nn.init.normal_ refuses a standard deviation that is not >= 0 (negative, -inf, NaN)."""
+    std = s.job.model.init_std
+    if not isinstance(std, (int, float)) or std >= 0:
+        return []
+    return [INVALID_VALUE.finding(
+        f"model.init_std = {std}: when the model's weights are initialised, nn.init.normal_ raises RuntimeError: "
+        f"normal expects std >= 0.0, but found std {std}", "model.init_std",
+        "use a small positive standard deviation, e.g. model.init_std = 0.02")]
+
+
 @ODD_HEAD_DIM.check(stage=BUILD, reads=("model.dim", "model.n_heads"))
 def rope_needs_even_head_dim(s: Subject) -> list[Finding]:
     """Rotary embeddings need an even head dimension."""

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kforge_cli.config.vlm import VLMConfig, module_patterns_for
-from kforge_cli.findings import Finding
+from kforge_cli.findings import Finding, shown
 from kforge_cli.freeze.describe import (
     Context,
     alias_name_for,
+    application_step,
+    applied_in_fresh_run,
     first_raising_step,
     patterns_text,
     specs_text,
@@ -27,10 +29,12 @@ from kforge_cli.freeze.describe import (
     toml_list,
     writer_text,
 )
-from kforge_cli.freeze.matching import Matcher, alias_patterns, popcount
+from kforge_cli.freeze.matching import Matcher, PatternFailure, alias_patterns, popcount
 from kforge_cli.freeze.simulate import CONSTRUCTION, Analysis, FreezePolicy, SpecRef, StageRef, Trace
 from kforge_cli.freeze.units import human_count, plural
-from kforge_cli.rules.rule import ERROR, LOOP, NEEDS_PLAN, STARTUP, WARNING, Rule, Subject
+from kforge_cli.manifest.result import CHECKPOINT_WRAPPED
+from kforge_cli.rules.loading import WRONG_TYPE
+from kforge_cli.rules.rule import BUILD, ERROR, LOOP, NEEDS_PLAN, STARTUP, WARNING, Rule, Subject
 
 FREEZE_UNKNOWN_ALIAS = Rule(
     "KF301", "freeze-unknown-alias", ERROR,
@@ -61,6 +65,22 @@ NOTHING_TRAINABLE = Rule(
 STAGE_CHANGES_NOTHING = Rule(
     "KF308", "stage-changes-nothing", WARNING,
     "A freeze stage leaves the frozen set unchanged.", "freezing an already frozen alias")
+SCHEDULE_IGNORED_UNDER_COMPILE = Rule(
+    "KF309", "schedule-ignored-under-compile", WARNING,
+    "With train.compile_model = true the trainer applies freeze stages (and the re-freeze on resume) to the "
+    "torch.compile wrapper, whose parameter names start with '_orig_mod.', so alias patterns match nothing "
+    "there and the stages change nothing.",
+    'freeze_schedule = [{start_step = 10, specs = [{module = "transformer", frozen = false}]}], '
+    "compile_model = true")
+
+CHECKPOINT_WRAPPER_HIDES = Rule(
+    "KF310", "checkpoint-wrapper-hides-parameters", WARNING,
+    "A freeze pattern spells a parameter path through a module that activation checkpointing wraps: on the "
+    "trainer's model the name reads '<module>._checkpoint_wrapped_module.<rest>', so the pattern misses it.",
+    'freeze = [{module = "transformer.layers.0.attention.*"}] with activation_checkpointing = "full"')
+
+# torch.compile's OptimizedModule holds the model as ``_orig_mod``: its parameter names get this prefix.
+COMPILED_PREFIX = "_orig_mod."
 
 # What every freeze check reads: a rejected one of these makes its findings a consequence, not a cause.
 FREEZE_READS = ("vlm.arch", "vlm.freeze", "vlm.freeze_schedule", "vlm.module_patterns", "train.max_steps",
@@ -117,6 +137,8 @@ def unknown_alias_findings(policy: FreezePolicy, max_steps: int | None, dyn_ckpt
         step = first_raising_step(spec, max_steps, dyn_ckpt_covers_step0)
         if step is None:
             continue  # never evaluated in this run; KF306 reports the dead stage
+        if not isinstance(spec.module, str) and applied_in_fresh_run(spec, max_steps):
+            continue  # applying it raises TypeError first (at build, or in the stage's hook)
         where = "at build time" if spec.is_base else f"when the stage fires at step {spec.start_step}"
         applied = f"{where} it is applied as a raw fnmatch pattern"
         selection = matcher.select(spec.module) if matcher is not None else None
@@ -142,7 +164,7 @@ def unknown_alias_findings(policy: FreezePolicy, max_steps: int | None, dyn_ckpt
             f"alias of vlm.module_patterns (aliases: {', '.join(sorted(aliases)) or 'none'}). "
             f"{applied[0].upper() + applied[1:]}, but effective_freeze(step, ..., valid_modules) "
             f"raises ValueError {when}.{resume}")
-        alias = alias_name_for(spec.module, aliases)
+        alias = alias_name_for(spec.module if isinstance(spec.module, str) else "custom", aliases)
         relist = ", ".join(f"{name} = {toml_list(alias_patterns(p))}"
                            for name, p in policy.module_patterns.items())
         hint = (
@@ -150,8 +172,8 @@ def unknown_alias_findings(policy: FreezePolicy, max_steps: int | None, dyn_ckpt
             f"{alias} = {toml_list([spec.module])} and set module = {json.dumps(alias)}. "
             "Setting [vlm.module_patterns] REPLACES the default aliases, so re-list the ones "
             f"you still use" + (f": {relist}" if relist else ""))
-        typo = None if any(ch in spec.module for ch in "*?[") else difflib.get_close_matches(
-            spec.module, aliases, n=1, cutoff=0.6)
+        typo = None if not isinstance(spec.module, str) or any(ch in spec.module for ch in "*?[") else (
+            difflib.get_close_matches(spec.module, aliases, n=1, cutoff=0.6))
         if typo:
             hint = f"did you mean the alias {typo[0]!r}? Set module = {json.dumps(typo[0])}. Otherwise, " + hint
         data: dict[str, Any] = {"module": spec.module, "start_step": spec.start_step, "step": step}
@@ -351,8 +373,8 @@ def matches_nothing_findings(a: Analysis, ctx: Context, *, include_base: bool = 
         if spec.is_base and not include_base:
             continue  # the default vlm.freeze: a parameter-free encoder is nobody's mistake
         selection = a.matcher.select(spec.module)
-        if selection.mask or selection.may_reach_unknown:
-            continue
+        if selection.mask or selection.may_reach_unknown or selection.failure is not None:
+            continue  # a failing application is KF102's
         message = (f"{spec.key}.module = {spec.module!r} ({stage_label(spec.start_step, ctx)}; "
                    f"{patterns_text(a.policy, spec.module)}) matches no parameter of this model, "
                    "so the spec does nothing.")
@@ -363,13 +385,14 @@ def matches_nothing_findings(a: Analysis, ctx: Context, *, include_base: bool = 
                            start_step=spec.start_step, count=0, numel=0))
     used = {spec.module for spec in a.policy.all_specs()}
     defaults = module_patterns_for(a.policy.arch or "joint_decoder")
+    # A default alias left as it was is nobody's mistake, even when it matches nothing.
     for alias, patterns in a.policy.module_patterns.items():
         if alias in used or defaults.get(alias) == patterns:
             continue
         selection = a.matcher.select(alias)
-        if selection.mask or selection.may_reach_unknown:
+        if selection.mask or selection.may_reach_unknown or selection.failure is not None:
             continue
-        message = (f"vlm.module_patterns.{alias} = {list(selection.patterns)} matches no parameter of "
+        message = (f"vlm.module_patterns.{alias} = {shown(patterns)} matches no parameter of "
                    "this model (the alias is not used by any spec yet).")
         hint = "fix the patterns against `kforge freeze-plan --params`, or delete the alias"
         out.append(FREEZE_MATCHES_NOTHING.finding(message, f"vlm.module_patterns.{alias}", hint, module=alias,
@@ -509,6 +532,156 @@ def stages_change_something(s: Subject) -> list[Finding]:
     """A stage whose specs leave the frozen set as it was."""
     found = _with_plan(s)
     return no_change_findings(found[0], found[1]) if found else []
+
+
+def pattern_failure_findings(a: Analysis) -> list[Finding]:
+    """The first freeze spec a fresh run applies whose patterns make fnmatch raise (the run stops there)."""
+    applied = [(spec, 0) for spec in a.policy.base]
+    applied += [(spec, step) for stage in a.policy.ordered_stages for spec in stage.specs
+                if (step := application_step(spec, a.max_steps)) is not None]
+    for spec, step in applied:
+        failure = a.matcher.select(spec.module).failure
+        if failure is not None:
+            return [_pattern_failure(a.policy, spec, step, failure)]
+    return []
+
+
+def _pattern_failure(policy: FreezePolicy, spec: SpecRef, step: int, failure: PatternFailure) -> Finding:
+    where = ("the build-time freeze applies it at model build" if step == 0 else
+             f"the training loop's FreezeStage hook applies it at step {step}")
+    on = f" on {failure.parameter!r}" if failure.parameter else ""
+    if not policy.is_alias(spec.module):
+        message = (f"{spec.key}.module = {shown(spec.module)} is not a string. The loader keeps it as is; "
+                   f"{where} as a raw fnmatch pattern, and fnmatch raises TypeError ({failure.message}){on}.")
+        hint = 'write module = "<alias>", naming an alias of vlm.module_patterns (e.g. module = "transformer")'
+        key = f"{spec.key}.module"
+    else:
+        alias = spec.module
+        value = policy.module_patterns[alias]
+        intended = toml_list(alias_patterns(value))
+        if failure.entry is None:
+            message = (f"vlm.module_patterns.{alias} = {shown(value)} is not a list of patterns: {spec.key} "
+                       f"({spec.label()}) uses it, and {where} calls list() on it, which raises TypeError "
+                       f"({failure.message}).")
+            key = f"vlm.module_patterns.{alias}"
+        else:
+            message = (f"vlm.module_patterns.{alias}[{failure.entry}] = {shown(failure.value)} is not a string. "
+                       f"{spec.key} ({spec.label()}) uses the alias, {where}, and freeze_params tests each "
+                       "parameter name against the alias's entries in order: fnmatch raises TypeError "
+                       f"({failure.message}){on}, which no earlier entry matches.")
+            key = f"vlm.module_patterns.{alias}[{failure.entry}]"
+        hint = f"write every entry as a quoted pattern, e.g. {alias} = {intended}"
+    return WRONG_TYPE.finding(message, key, hint, stage=BUILD if step == 0 else LOOP, step=step,
+                              module=spec.module if isinstance(spec.module, str) else shown(spec.module))
+
+
+def compiled_stage_findings(a: Analysis, ctx: Context) -> list[Finding]:
+    """Stages whose specs select fewer parameters under the compiled names than the plan shows."""
+    if not a.policy.has_schedule:
+        return []
+    compiled = Matcher([COMPILED_PREFIX + name for name in a.names], a.policy.module_patterns)
+    affected: list[str] = []
+    lost_all = 0
+    example: str | None = None
+    for stage in a.policy.ordered_stages:
+        lost = 0
+        for spec in stage.specs:
+            missed = a.matcher.select(spec.module).mask & ~compiled.select(spec.module).mask
+            if missed and example is None and policy_alias(a.policy, spec.module):
+                example = spec.module
+            lost |= missed
+        if lost:
+            lost_all |= lost
+            when = (f"step {stage.start_step}" if 1 <= stage.start_step else
+                    f"step {stage.start_step}, applied on resume only")
+            affected.append(f"{stage.key} ({when}: {specs_text(stage)})")
+    if not affected:
+        return []
+    message = (
+        "train.compile_model = true: the training loop's FreezeStage hook and the re-freeze after a resume call "
+        "apply_freeze_specs on the torch.compile wrapper, whose parameter names start with "
+        f"{COMPILED_PREFIX!r}, so patterns without a leading '*' match nothing there. In a real run "
+        f"{'; '.join(affected)} therefore leave{'s' if len(affected) == 1 else ''} {ctx.describe(lost_all)} as "
+        "the build-time freeze set them (that freeze runs before compiling and works), and a resumed run keeps "
+        "only the build-time freeze. The freeze plan and the other freeze findings describe the uncompiled "
+        "module, as the recorded reference runs do.")
+    hint = "set train.compile_model = false"
+    if example is not None:
+        patterns = list(alias_patterns(a.policy.module_patterns[example]))
+        extended = patterns + [COMPILED_PREFIX + p for p in patterns if not p.startswith("*")]
+        hint += (f", or add the compiled names to each alias the stages use, e.g. {example} = "
+                 f"{toml_list(extended)}")
+    return [SCHEDULE_IGNORED_UNDER_COMPILE.finding(message, "vlm.freeze_schedule", hint, **ctx.data(lost_all))]
+
+
+def checkpoint_wrapper_findings(a: Analysis, ctx: Context, runtime_name: Any, mode: str,
+                                compiled: bool) -> list[Finding]:
+    """Specs selecting parameters by state-dict names that activation checkpointing renames at run time."""
+    runtime = Matcher([runtime_name(name) for name in a.names], a.policy.module_patterns)
+    out = []
+    for spec in a.policy.all_specs():
+        step = application_step(spec, a.max_steps)
+        if step is None or (step > 0 and compiled):
+            continue  # never applied, or applied to compiled names (KF309)
+        missed = a.matcher.select(spec.module).mask & ~runtime.select(spec.module).mask
+        if not missed:
+            continue
+        example = a.names[(missed & -missed).bit_length() - 1]
+        when = "the build-time freeze" if step == 0 else f"the stage hook at step {step}"
+        message = (
+            f"{spec.key}.module = {spec.module!r} ({patterns_text(a.policy, spec.module)}) selects "
+            f"{ctx.describe(missed)} by their state-dict names, but activation_checkpointing = {mode!r} wraps "
+            f"their module in a CheckpointWrapper before {when} applies it: the trainer sees names like "
+            f"{runtime_name(example)!r}, so the spec leaves them as they were. The freeze plan lists the "
+            "state-dict names.")
+        hint = ("let the pattern cross the wrapper with a '*' (an alias ending in '.*' does), e.g. "
+                f"{_across_wrapper(runtime_name(example), a.matcher.select(spec.module).patterns)!r}, "
+                'or set train.activation_checkpointing = "none"')
+        out.append(CHECKPOINT_WRAPPER_HIDES.finding(message, f"{spec.key}.module", hint, step=step,
+                                                    **ctx.data(missed)))
+    return out
+
+
+def _across_wrapper(runtime: str, patterns: tuple[str, ...]) -> str:
+    """A pattern like the spec's that also matches the wrapped name: '*' where the wrapper sits."""
+    wrapped, _, rest = runtime.partition(f".{CHECKPOINT_WRAPPED}.")
+    for pattern in patterns:
+        if pattern.startswith(wrapped + "."):
+            return f"{wrapped}.*{pattern[len(wrapped) + 1:]}"
+    return f"{wrapped}.*{rest.split('.', 1)[0]}.*"
+
+
+def policy_alias(policy: FreezePolicy, module: Any) -> bool:
+    return isinstance(module, str) and policy.is_alias(module)
+
+
+@WRONG_TYPE.check(stage=LOOP, reads=FREEZE_READS, needs=(NEEDS_PLAN,))
+def freeze_patterns_are_strings(s: Subject) -> list[Finding]:
+    """Applying a freeze spec whose patterns are not strings raises in fnmatch (at build, or in a stage)."""
+    found = _with_plan(s)
+    return pattern_failure_findings(found[0]) if found else []
+
+
+@SCHEDULE_IGNORED_UNDER_COMPILE.check(stage=None, reads=(*FREEZE_READS, "train.compile_model"), needs=(NEEDS_PLAN,))
+def stages_reach_compiled_model(s: Subject) -> list[Finding]:
+    """Freeze stages act on the torch.compile wrapper, whose parameter names carry '_orig_mod.'."""
+    if s.job is None or s.job.train.compile_model is not True:
+        return []
+    found = _with_plan(s)
+    return compiled_stage_findings(found[0], found[1]) if found else []
+
+
+@CHECKPOINT_WRAPPER_HIDES.check(stage=None, reads=(*FREEZE_READS, "train.activation_checkpointing",
+                                                  "train.compile_model"), needs=(NEEDS_PLAN,))
+def specs_reach_checkpointed_modules(s: Subject) -> list[Finding]:
+    """Activation checkpointing renames the parameters of the modules it wraps before any freeze."""
+    wrapped = getattr(s.manifest, "checkpoint_wrapped", None)
+    found = _with_plan(s)
+    if not wrapped or not found or s.job is None:
+        return []
+    mode = s.job.train.activation_checkpointing
+    return checkpoint_wrapper_findings(found[0], found[1], s.manifest.runtime_name, str(mode),
+                                       s.job.train.compile_model is True)
 
 
 def config_findings(vlm: Any, max_steps: int | None, *, dyn_ckpt_covers_step0: bool = False) -> list[Finding]:

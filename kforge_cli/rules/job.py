@@ -14,7 +14,7 @@ from kforge_cli.config.fields import divisor_hint
 from kforge_cli.config.job import JobConfig, TokenBudget
 from kforge_cli.config.vision import HF_VISION_ENCODER_TYPES, AdapterConfig, PoolingError, VisionEncoderConfig
 from kforge_cli.config.vlm import MoMaConfig, VLMConfig
-from kforge_cli.findings import Finding
+from kforge_cli.findings import Finding, shown
 from kforge_cli.rules.advice import REFERENCE_WARNING
 from kforge_cli.rules.loading import INVALID_VALUE, MISSING_REQUIRED
 from kforge_cli.rules.rule import ERROR, LOAD, NEEDS_WORLD_SIZE, VALIDATE, Rule, Subject
@@ -178,11 +178,12 @@ def _world_size_fix(job: JobConfig, world_size: int) -> str:
     options = []
     for name, value in fixed:
         rest = other // value
-        fits = [d for d in range(1, value + 1) if world_size % (rest * d) == 0]
+        # A degree that fits divides the world size, so it is at most the world size.
+        fits = [d for d in range(1, min(value, world_size) + 1) if world_size % (rest * d) == 0]
         if fits and fits[-1] != value:
             options.append(f"distributed.{name} = {fits[-1]}")
     bigger = ((world_size + other - 1) // other) * other
-    advice = f"run on a multiple of {other} GPUs (e.g. --world-size {bigger})"
+    advice = f"run on a multiple of {shown(other)} GPUs (e.g. --world-size {shown(bigger)})"
     if options:
         return f"{advice}, or lower {' or '.join(options)} so the fixed degrees divide {world_size}"
     return advice

@@ -61,6 +61,12 @@ LEGACY_LAYOUT = Rule(
     '[model.vlm] vision_encoder = "random"',
     emitted_at=(LOAD,), emitted_by="the loader", reads=("model.vlm",))
 
+ARCH_OVERRIDE_KEEPS_MODEL = Rule(
+    "KF408", "arch-override-keeps-model", WARNING,
+    "A --set vlm.arch override rewrites only the arch string: the trainer keeps the config class built from "
+    "the file and builds that arch's model.", "--set vlm.arch=mot on a joint_decoder file",
+    emitted_by="the loader")
+
 LOSSY_COERCION = Rule(
     "KF401", "lossy-coercion", WARNING,
     "A value accepted only through the reference's lossy coercion.",
@@ -73,5 +79,5 @@ MODULE_PATTERNS_TRAP = Rule(
     "patterns.", '[vlm.module_patterns] layer0 = ["transformer.layers.0.*"]',
     emitted_by="the loader and the advice checks")
 
-__all__ = ["INTERNAL_ERROR", "INVALID_SETTINGS", "MODULE_PATTERNS_TRAP", "INVALID_VALUE", "LEGACY_LAYOUT", "LOSSY_COERCION", "MISSING_REQUIRED", "UNKNOWN_KEY",
+__all__ = ["ARCH_OVERRIDE_KEEPS_MODEL", "INTERNAL_ERROR", "INVALID_SETTINGS", "MODULE_PATTERNS_TRAP", "INVALID_VALUE", "LEGACY_LAYOUT", "LOSSY_COERCION", "MISSING_REQUIRED", "UNKNOWN_KEY",
            "UNREADABLE_FILE", "UNUSED_SUPPRESSION", "WRONG_TYPE"]

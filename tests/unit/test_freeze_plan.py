@@ -23,8 +23,9 @@ from kforge_cli.freeze.plan import (
     state_at_step,
 )
 from kforge_cli.freeze.units import human_count
+from kforge_cli.lint.engine import check_file
+from kforge_cli.rules.freeze import compiled_stage_findings, pattern_failure_findings, plan_findings
 from kforge_cli.rules.freeze import config_findings as config_freeze_findings
-from kforge_cli.rules.freeze import plan_findings
 
 # --- helpers --------------------------------------------------------------------------
 
@@ -54,6 +55,28 @@ def make_vlm(arch: str = "joint_decoder", freeze: Any = None, schedule: Any = ()
         fields["module_patterns"] = patterns
     with collecting():
         return resolve_arch_class(arch)(**fields)
+
+
+FREEZE_JOB = """
+[model]
+dim = 64
+n_layers = 4
+n_heads = 4
+n_kv_heads = 4
+vocab_size = 1000
+max_seq_len = 128
+
+[train]
+seq_len = 128
+max_steps = 40
+compile_model = true
+
+[vision_encoder]
+type = "random"
+feature_dim = 32
+num_tokens = 16
+
+"""
 
 
 def ca_model(n_layers: int = 2, n_ca: int = 1) -> list[ParamRecord]:
@@ -575,3 +598,91 @@ def test_plan_for_job_through_the_loader_and_meta_model() -> None:
     assert {s.start_step: set(s.frozen) for s in plan.stages} == {
         s["start_step"]: set(s["frozen"]) for s in expected["stages"]}
     assert plan.resume_differs_at == [20] and "KF303" in codes(plan)
+
+
+# --- what freeze_params really does with module_patterns --------------------------------
+
+
+def test_a_string_alias_is_one_pattern_per_character() -> None:
+    # list("transformer.*") holds "*", which matches every parameter.
+    star = make_vlm("joint_decoder", [("transformer", True)],
+                    patterns={"transformer": "transformer.*", "adapter": ["adapter", "adapter.*"]})
+    plan = plan_freeze(ca_model(), star, 40)
+    assert plan.stages[0].frozen == [p.name for p in ca_model()]
+    assert by_code(plan, "KF307")[0].stage == "training loop"
+    # Without a "*", single characters match no parameter name.
+    word = make_vlm("joint_decoder", [("transformer", True)], patterns={"transformer": "transformer"})
+    plan = plan_freeze(ca_model(), word, 40)
+    assert plan.stages[0].frozen == []
+    [kf305] = by_code(plan, "KF305")
+    assert "a string: one pattern per character" in kf305.message
+
+
+def test_a_non_string_pattern_fails_where_its_alias_is_applied() -> None:
+    patterns = {"transformer": ["transformer", "transformer.*", 5], "adapter": ["adapter", "adapter.*"]}
+    base = make_vlm("joint_decoder", [("transformer", True)], patterns=patterns)
+    [failure] = pattern_failure_findings(plan_freeze(ca_model(), base, 40).analysis)
+    assert (failure.code, failure.severity, failure.stage) == ("KF102", "error", "model build")
+    assert failure.key == "vlm.module_patterns.transformer[2]" and failure.data["step"] == 0
+    # any() stops at the first match: the first parameter no earlier entry matches meets the int.
+    assert "'adapter.proj.weight'" in failure.message and "not int" in failure.message
+    staged = make_vlm("joint_decoder", [], [(10, [("transformer", True)])], patterns=patterns)
+    [failure] = pattern_failure_findings(plan_freeze(ca_model(), staged, 40).analysis)
+    assert (failure.stage, failure.data["step"]) == ("training loop", 10)
+    assert pattern_failure_findings(plan_freeze(ca_model(), staged, 9).analysis) == []  # never reached
+    unused = make_vlm("joint_decoder", [("adapter", True)], patterns=patterns)
+    assert pattern_failure_findings(plan_freeze(ca_model(), unused, 40).analysis) == []
+    covered = make_vlm("joint_decoder", [("everything", True)], patterns={**patterns, "everything": ["*", 5]})
+    assert pattern_failure_findings(plan_freeze(ca_model(), covered, 40).analysis) == []
+
+
+def test_a_boolean_start_step_fires_at_step_one() -> None:
+    vlm = make_vlm("joint_decoder", [], [(True, [("adapter", True)])])
+    plan = plan_freeze(ca_model(), vlm, 40)
+    assert [s.start_step for s in plan.stages] == [0, 1]
+    assert plan.stages[1].fresh_run_frozen == ["adapter.proj.weight", "adapter.proj.bias"]
+
+
+def test_kf309_stages_on_the_compiled_module_see_prefixed_names() -> None:
+    vlm = make_vlm("cross_attention", [("transformer", True)], [(10, [("cross_attention", False)])])
+    plan = plan_freeze(ca_model(), vlm, 40)
+    [finding] = compiled_stage_findings(plan.analysis, plan.context())
+    assert (finding.code, finding.severity, finding.key) == ("KF309", "warning", "vlm.freeze_schedule")
+    assert "vlm.freeze_schedule[0] (step 10" in finding.message and "uncompiled" in finding.message
+    assert '"_orig_mod.transformer.cross_attention_layers.*"' in finding.hint
+    # Patterns that also spell the compiled names reach the wrapper's parameters.
+    patterns = {"transformer": ["transformer", "transformer.*"],
+                "cross_attention": ["*transformer.cross_attention_layers.*"]}
+    reaching = make_vlm("cross_attention", [("transformer", True)], [(10, [("cross_attention", False)])],
+                        patterns=patterns)
+    plan = plan_freeze(ca_model(), reaching, 40)
+    assert compiled_stage_findings(plan.analysis, plan.context()) == []
+    no_schedule = plan_freeze(ca_model(), make_vlm("cross_attention", [("transformer", True)]), 40)
+    assert compiled_stage_findings(no_schedule.analysis, no_schedule.context()) == []
+
+
+def test_kf309_only_when_the_model_is_compiled() -> None:
+    text = (FREEZE_JOB + '[vlm]\narch = "cross_attention"\nmax_text_len = 64\nfreeze = [{module = "transformer"}]\n'
+            'freeze_schedule = [{start_step = 10, specs = [{module = "cross_attention", frozen = false}]}]\n')
+    compiled = check_file("job.toml", text=text)
+    assert "KF309" in [f.code for f in compiled.findings]
+    eager = check_file("job.toml", text=text.replace("compile_model = true", "compile_model = false"))
+    assert "KF309" not in [f.code for f in eager.findings]
+
+
+def test_kf310_activation_checkpointing_renames_what_a_pattern_spells_out() -> None:
+    patterns = ('[vlm.module_patterns]\nattn0 = ["transformer.layers.0.attention.*"]\n'
+                'transformer = ["transformer", "transformer.*"]\nadapter = ["adapter", "adapter.*"]\n'
+                'vision_encoder = ["vision_encoder", "vision_encoder.*"]\n')
+    text = FREEZE_JOB.replace("compile_model = true", 'compile_model = false\nactivation_checkpointing = "full"')
+    text += '[vlm]\nmax_text_len = 64\nfreeze = [{module = "attn0"}]\n' + patterns
+    [finding] = [f for f in check_file("job.toml", text=text).findings if f.code == "KF310"]
+    assert finding.key == "vlm.freeze[0].module" and finding.severity == "warning"
+    assert "'transformer.layers.0._checkpoint_wrapped_module.attention.q_proj.weight'" in finding.message
+    assert "'transformer.layers.0.*attention.*'" in finding.hint
+    # An alias ending in '.*' matches through the wrapper; without checkpointing nothing is renamed.
+    default = FREEZE_JOB.replace("compile_model = true", 'compile_model = false\nactivation_checkpointing = "full"')
+    default += '[vlm]\nmax_text_len = 64\nfreeze = [{module = "transformer"}, {module = "adapter", frozen = false}]\n'
+    assert "KF310" not in [f.code for f in check_file("job.toml", text=default).findings]
+    plain = text.replace('activation_checkpointing = "full"', 'activation_checkpointing = "none"')
+    assert "KF310" not in [f.code for f in check_file("job.toml", text=plain).findings]

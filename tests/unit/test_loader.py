@@ -275,10 +275,19 @@ def test_override_findings_have_no_file_position():
     assert finding.key == "model.dim" and finding.line is None
 
 
-def test_override_cannot_switch_the_arch_class():
+def test_override_of_the_arch_rewrites_only_the_string():
+    # The reference merges overrides into the file's JointDecoderConfig: the arch
+    # string changes, the class (and with it the model built) does not.
     result = load(VLM_BASE, overrides=["vlm.arch=cross_attention"])
-    finding = only(result, "KF103")
-    assert finding.key == "vlm.arch" and "JointDecoderConfig" in finding.message
+    finding = only(result, "KF408")
+    assert finding.key == "vlm.arch" and finding.severity == "warning"
+    assert "JointDecoderConfig" in finding.message and "joint_decoder model" in finding.message
+    assert type(result.job.vlm) is JointDecoderConfig and result.job.vlm.arch == "cross_attention"
+    assert not result.has_errors
+
+
+def test_override_naming_the_files_arch_says_nothing():
+    assert load(VLM_BASE, overrides=["vlm.arch=joint_decoder"]).findings == []
 
 
 def test_override_can_add_a_vlm_section():
@@ -297,11 +306,24 @@ def test_moe_only_fields_are_validated_only_for_moe():
     assert finding.key == "model.moe_top_k"
 
 
-def test_mistyped_moe_knob_on_a_dense_model_is_only_a_warning():
+def test_a_value_the_reference_keeps_as_is_is_stored_without_a_load_finding():
+    # moe_aux_loss_weight has no construction check: the reference stores the list and the
+    # rules say where the trainer uses it (see test_parity_cases).
     result = load("[model]\nmoe_aux_loss_weight = [0.1]\n")
-    finding = only(result, "KF102")
-    assert finding.severity == "warning" and "num_experts = 0" in finding.message
-    assert only(load("[model]\nnum_experts = 4\nmoe_aux_loss_weight = [0.1]\n"), "KF102").severity == "error"
+    assert result.findings == [] and result.job.model.moe_aux_loss_weight == [0.1]
+    assert result.as_is == {"model.moe_aux_loss_weight": [0.1]} and "model.moe_aux_loss_weight" in result.bad_keys
+
+
+def test_a_kept_value_that_construction_compares_fails_the_load():
+    # moe_top_k is compared with 0 when the model is MoE: the reference's loader raises TypeError.
+    assert load("[model]\nmoe_top_k = [2]\n").findings == []
+    finding = only(load("[model]\nnum_experts = 4\nmoe_top_k = [2]\n"), "KF102")
+    assert finding.severity == "error" and finding.stage == "loader"
+
+
+def test_an_override_replaces_a_value_kept_as_is():
+    result = load("[train]\nseed = [7]\n", overrides=["train.seed=3"])
+    assert result.job.train.seed == 3 and result.as_is == {} and "train.seed" not in result.bad_keys
 
 
 def test_an_uncoercible_moe_knob_fails_the_load_even_on_a_dense_model():

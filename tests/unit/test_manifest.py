@@ -329,7 +329,7 @@ HUGE = 10**4300  # one digit past what Python turns into text
     (dict(n_layers=HUGE), ModelTooLarge, "model.n_layers"),
     (dict(n_layers=1e300), ModelTooLarge, "model.n_layers"),
     (dict(n_layers=-HUGE), ModelBuildError, "model.n_layers"),
-    (dict(dim=HUGE * 4), ModelBuildError, None),
+    (dict(dim=HUGE * 4), ModelBuildError, "model.dim"),
     (dict(dim=HUGE * 4, n_heads=3), ModelBuildError, "model.n_heads"),
     (dict(vocab_size=2**62), ModelBuildError, None),
     (dict(num_experts=HUGE, moe_top_k=1), ModelTooLarge, "model.num_experts"),
@@ -375,3 +375,21 @@ def test_importing_the_manifest_does_not_import_torch() -> None:
             "print(sorted({k.split('.')[0] for k in sys.modules} & {'torch', 'transformers', 'numpy'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("mode, name, runtime", [
+    ("full", "transformer.layers.1.attention.q_proj.weight",
+     "transformer.layers.1._checkpoint_wrapped_module.attention.q_proj.weight"),
+    ("selective", "transformer.layers.1.attention.q_proj.weight",
+     "transformer.layers.1.attention._checkpoint_wrapped_module.q_proj.weight"),
+    ("selective", "transformer.layers.1.mlp.up_proj.weight", "transformer.layers.1.mlp.up_proj.weight"),
+    ("none", "transformer.layers.1.attention.q_proj.weight", "transformer.layers.1.attention.q_proj.weight"),
+])
+def test_activation_checkpointing_renames_the_wrapped_modules_parameters(mode: str, name: str, runtime: str) -> None:
+    from kforge_cli.config.loader import load_job_text
+
+    text = ('[model]\ndim = 64\nn_layers = 2\nn_heads = 4\nn_kv_heads = 4\nvocab_size = 100\nmax_seq_len = 128\n'
+            f'[train]\nseq_len = 128\nactivation_checkpointing = "{mode}"\n'
+            '[vision_encoder]\ntype = "random"\nfeature_dim = 32\nnum_tokens = 16\n[vlm]\nmax_text_len = 64\n')
+    manifest = build_manifest(load_job_text(text).job)
+    assert manifest.runtime_name(name) == runtime
