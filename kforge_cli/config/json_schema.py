@@ -56,18 +56,6 @@ _DIGITS = r"\d(_?\d)*"
 INT_TEXT = rf"^\s*[+-]?{_DIGITS}\s*$"
 FLOAT_TEXT = (rf"^\s*[+-]?(({_DIGITS}(\.({_DIGITS})?)?|\.{_DIGITS})([eE][+-]?{_DIGITS})?"
               r"|[iI][nN][fF]([iI][nN][iI][tT][yY])?|[nN][aA][nN])\s*$")
-# A string whose int() is positive.
-POSITIVE_INT_TEXT = r"^\s*\+?(0_?)*[1-9](_?\d)*\s*$"
-# A model.num_experts the loader turns into a positive integer.
-_POSITIVE_COUNT = {"anyOf": [{"type": "number", "minimum": 1}, {"const": True},
-                             {"type": "string", "pattern": POSITIVE_INT_TEXT}]}
-
-# The loader forgives a wrong-typed model.moe_* number on a dense model (the
-# trainer never reads it), except the one knob MoMa reads on a dense backbone:
-# loader._relax_unused_moe_fields. tests/cli/test_schema.py holds the two equal.
-_MOE_PREFIX = "moe_"
-_MOE_COUNT = "num_experts"
-_READ_BY_ARCH = {"moma": ("moe_expert_ffn_multiplier",)}
 
 
 class _Builder:
@@ -165,8 +153,6 @@ class _Builder:
         if required:
             out["required"] = required
         out["additionalProperties"] = False
-        if prefix == "model" and not self.strict:
-            out["allOf"] = [self.moe_when_used(cls)]
         return out
 
     def field(self, f: dataclasses.Field, hint: Any, prefix: str, arches: tuple[str, ...] | None = None,
@@ -174,8 +160,15 @@ class _Builder:
         spec = spec_of(f)
         key = f"{prefix}.{f.name}"
         enum = _enum(FieldEntry(key, prefix.split(".", 1)[0], f.name, hint, f, (), arches))
-        # The loader reads a freeze spec by hand and rejects a module that is not a string.
-        value = {"type": "string"} if strings_checked and hint is str else self.value(hint, spec, key, enum)
+        if strings_checked and hint is str:
+            # The loader reads a freeze spec by hand and rejects a module that is not a string.
+            value: dict[str, Any] = {"type": "string"}
+        elif spec.used and not self.strict:
+            # The loader keeps such a value as it is, and the trainer fails where it uses one of another
+            # type (validate warns when the run never does): only the declared type is offered.
+            value = _Builder(strict=True).value(hint, spec, key, enum)
+        else:
+            value = self.value(hint, spec, key, enum)
         described = [describe(f, hint, spec, prefix, arches), value.pop("description", "")]
         if "[" not in key:
             described.append(f"See `kforge explain --field {key}`.")
@@ -187,23 +180,7 @@ class _Builder:
             names = sorted(registry.list(spec.registry))
             if names:
                 out["examples"] = names
-        if self._forgiven_when_dense(prefix, f.name, hint):
-            out.pop("type")  # moe_when_used puts it back once the model has experts
         return out
-
-    def _forgiven_when_dense(self, prefix: str, name: str, hint: Any) -> bool:
-        return not self.strict and prefix == "model" and name.startswith(_MOE_PREFIX) and hint in (int, float)
-
-    def moe_when_used(self, cls: type) -> dict[str, Any]:
-        """The type of every model.moe_* number, enforced once the model has experts."""
-        return {"if": {"required": [_MOE_COUNT], "properties": {_MOE_COUNT: _POSITIVE_COUNT}},
-                "then": {"properties": self._moe_types(cls, None)}}
-
-    def _moe_types(self, cls: type, names: tuple[str, ...] | None) -> dict[str, Any]:
-        hints = typing.get_type_hints(cls)
-        return {f.name: {"type": self.number(spec_of(f), integer=hints[f.name] is int)["type"]}
-                for f in dataclasses.fields(cls)
-                if self._forgiven_when_dense("model", f.name, hints[f.name]) and (names is None or f.name in names)}
 
     # -- the job -------------------------------------------------------------------------
 
@@ -268,15 +245,6 @@ class _Builder:
             "properties": properties,
             "additionalProperties": False,
         }
-        model_cls, _ = inner_dataclass(hints["model"])
-        if not self.strict and model_cls is not None:
-            arches = {arch for arch, _ in vlm_classes()}
-            read = [{"if": {"required": ["vlm"], "properties": {"vlm": {
-                        "required": ["arch"], "properties": {"arch": {"const": arch}}}}},
-                     "then": {"properties": {"model": {"properties": self._moe_types(model_cls, names)}}}}
-                    for arch, names in _READ_BY_ARCH.items() if arch in arches]
-            if read:
-                schema["allOf"] = read
         return schema
 
 

@@ -30,6 +30,7 @@ SHIPPED = REPO / "kforge_cli" / "completions"
 EXAMPLES = REPO / "examples"
 
 CODES_KF30 = [r.code for r in RULES if r.code.startswith("KF30")]
+CODES_KF3 = [r.code for r in RULES if r.code.startswith("KF3")]
 MO_KEYS = [k for k in all_field_keys() if k.startswith("mo") or k.split(".", 1)[-1].startswith("mo")]
 COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
 
@@ -140,8 +141,8 @@ def test_bash_syntax():
     (("kforge", "explain", "-"), None),  # checked below: - for stdin is offered
     (("kforge", "rules", "KF30"), CODES_KF30),
     (("kforge", "validate", "--ignore", "KF30"), CODES_KF30),
-    (("kforge", "validate", "--select", "KF301,KF3"), [f"KF301,{c}" for c in CODES_KF30 if c != "KF301"]),
-    (("kforge", "validate", "--select=KF301,KF3"), [f"--select=KF301,{c}" for c in CODES_KF30 if c != "KF301"]),
+    (("kforge", "validate", "--select", "KF301,KF3"), [f"KF301,{c}" for c in CODES_KF3 if c != "KF301"]),
+    (("kforge", "validate", "--select=KF301,KF3"), [f"--select=KF301,{c}" for c in CODES_KF3 if c != "KF301"]),
     (("kforge", "explain", "--field", "mo"), MO_KEYS),
     (("kforge", "explain", "--field", "vlm.freeze["), ["vlm.freeze[].frozen", "vlm.freeze[].module"]),
     (("kforge", "validate", "--set", "model.d"), ["model.dim="]),

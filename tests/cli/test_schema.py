@@ -158,7 +158,11 @@ def test_configs_validate_accepts_are_accepted(path, tmp_path):
     report = validate(data, tmp_path)
     found = errors(report)
     if not found:
-        assert not rejects(LENIENT, data), list(LENIENT.iter_errors(data))[:3]
+        # The lenient schema may flag only what validate warns about.
+        warned = {f.key for f in report.findings if f.key}
+        unexpected = [e for e in LENIENT.iter_errors(data)
+                      if ".".join(str(part) for part in e.absolute_path) not in warned]
+        assert not unexpected, unexpected[:3]
         if not any(f.code in (LOSSY_COERCION.code, WRONG_TYPE.code) for f in report.findings):
             assert not rejects(STRICT, data), list(STRICT.iter_errors(data))[:3]
     elif any(f.code in (UNKNOWN_KEY.code, WRONG_TYPE.code) for f in found):
@@ -195,7 +199,9 @@ def test_the_bases_are_valid(tmp_path):
 
 @pytest.mark.parametrize("section", SECTIONS)
 def test_every_value_validate_accepts_is_accepted(section, tmp_path):
-    """A bank of values in every field: whatever validate accepts, the schema accepts; its type errors it rejects."""
+    """A bank of values in every field: whatever validate accepts without a word about the key, the schema
+    accepts; its type errors it rejects. (A value validate only warns about, e.g. one the trainer keeps
+    as it is and this run never reads, the schema may reject: an editor should flag it.)"""
     wrong = []
     for label, base, key in CASES:
         if key.split(".")[0] != section:
@@ -206,10 +212,12 @@ def test_every_value_validate_accepts_is_accepted(section, tmp_path):
         values = BANK + list(choices or []) + ([default] if isinstance(default, (int, float, str)) else [])
         for value in values:
             data = with_value(base, key, value)
-            found = [f for f in errors(validate(data, tmp_path))]
+            report = validate(data, tmp_path)
+            found = errors(report)
+            warned = any(about(f, key) for f in report.findings if f.severity != ERROR)
             refused = rejects(LENIENT, data)
             type_error = any(f.code == WRONG_TYPE.code and about(f, key) for f in found)
-            if (not found and refused) or (type_error and not refused):
+            if (not found and not warned and refused) or (type_error and not refused):
                 wrong.append((label, value, [f.message for f in found][:2]))
     assert wrong == []
 
@@ -314,10 +322,11 @@ def test_coerced_values_pass_unless_strict(key, value, tmp_path):
     assert rejects(STRICT, data)
 
 
-def test_a_dense_model_forgives_mistyped_moe_knobs_as_validate_does(tmp_path):
+def test_a_mistyped_moe_knob_is_flagged_where_validate_warns_and_rejected_where_it_fails(tmp_path):
     dense = {"model": {"moe_top_k": [2]}}
-    assert not errors(validate(dense, tmp_path))
-    assert not rejects(LENIENT, dense)
+    report = validate(dense, tmp_path)
+    assert not errors(report) and any(about(f, "model.moe_top_k") for f in report.findings)
+    assert rejects(LENIENT, dense)
     moe = {"model": {"num_experts": 8, "moe_top_k": [2]}}
     assert errors(validate(moe, tmp_path))
     assert rejects(LENIENT, moe)
