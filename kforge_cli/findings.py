@@ -8,8 +8,10 @@ import the layers above it. Findings are made through their rule
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
+
+from kforge_cli.records import record
 
 ERROR = "error"
 WARNING = "warning"
@@ -19,7 +21,7 @@ SEVERITIES = (ERROR, WARNING, INFO)
 INTERNAL_DATA = frozenset({"anchor", "explains"})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Finding:
     code: str
     severity: str

@@ -16,7 +16,7 @@ The entry point names a callable that kforge calls once with its registry::
         ARCH_MODULE_ALIASES["qformer"] = {"qformer": ["adapter.queries", "adapter.queries.*"]}
 
         @registry.register_vlm_config("qformer")
-        @dataclass
+        @record
         class QFormerConfig(VLMConfig):
             arch: str = setting("qformer", "VLM architecture", registry="vlm_config")
             qformer_queries: int = setting(32, "learned queries")
@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from kforge_cli.records import record
 
 if TYPE_CHECKING:
     from kforge_cli.config.registry import Registry
@@ -47,7 +48,7 @@ ENTRY_POINT_GROUP = "kforge_cli.plugins"
 DISABLE_ENV = "KFORGE_NO_PLUGINS"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PluginFailure:
     """A plugin that could not be loaded; kforge carries on without it."""
 

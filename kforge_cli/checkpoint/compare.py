@@ -7,10 +7,12 @@ Pure Python: works on (name, shape) lists from the meta model and from
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from kforge_cli.records import record
 
 
-@dataclass
+@record
 class CheckpointFit:
     missing: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
     unexpected: list[tuple[str, tuple[int, ...] | None]] = field(default_factory=list)

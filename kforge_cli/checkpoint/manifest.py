@@ -8,7 +8,9 @@ leading ``model.`` (the DCP / ``{"model": ...}`` container key) is stripped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from kforge_cli.records import record
 
 FORMAT_DCP = "dcp"
 FORMAT_DCP_PIPELINE = "dcp-pipeline"
@@ -20,7 +22,7 @@ _WRAPPER_COMPONENTS = frozenset(
     {"_orig_mod", "module", "_fsdp_wrapped_module", "_checkpoint_wrapped_module"})
 
 
-@dataclass
+@record
 class CheckpointManifest:
     """What a checkpoint holds, keyed by KempnerForge parameter name.
 
@@ -46,7 +48,7 @@ class CheckpointManifest:
 Entries = list[tuple[str, tuple[int, ...] | None]]
 
 
-@dataclass
+@record
 class Contents:
     """What a format reader found, before names are normalized."""
 

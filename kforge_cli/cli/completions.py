@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kforge_cli.records import record
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "completions"
 SCRIPTS = {"bash": "kforge.bash", "zsh": "_kforge", "fish": "kforge.fish"}
@@ -38,7 +39,7 @@ _METAVARS = {"PATH": PATH, "FILE": PATH, "OUT": PATH, "DIR": PATH, "CODES": CODE
 _CONFIG_ARGUMENTS = {"PATH", "FILE"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Option:
     names: tuple[str, ...]
     help: str
@@ -53,7 +54,7 @@ class Option:
         return next((n for n in self.names if n.startswith("--")), self.names[0])
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Command:
     name: str
     help: str
@@ -62,7 +63,7 @@ class Command:
     choices: tuple[str, ...] = ()  # for a positional of CHOICES
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Vocabulary:
     """The words the scripts offer beside commands and options."""
 

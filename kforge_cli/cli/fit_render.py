@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.cli.output import display_path
 from kforge_cli.findings import Finding
+from kforge_cli.records import record
 
 # One letter per term, so the bar says what dominates even without colour.
 TERM_STYLE = {
@@ -24,7 +25,7 @@ VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "oom": "bold red"
 BAR_WIDTH = 50
 
 
-@dataclass
+@record
 class FitReport:
     """One file: its prediction (None when the job cannot be predicted) and every finding of the file."""
 

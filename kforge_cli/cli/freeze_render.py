@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from rich import box
@@ -36,11 +36,12 @@ from kforge_cli.freeze.plan import (
     state_at_step,
 )
 from kforge_cli.freeze.units import human_count, plural
+from kforge_cli.records import record
 
 _STATE_STYLE = {FROZEN: "cyan", TRAINABLE: "green", PARTIAL: "yellow", UNKNOWN: "magenta", EMPTY: "dim"}
 
 
-@dataclass
+@record
 class PlanReport:
     """One file's result: its plan (None when it could not be planned) and every finding of the file."""
 

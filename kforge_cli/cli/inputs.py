@@ -13,7 +13,8 @@ import fnmatch
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+
+from kforge_cli.records import record
 
 STDIN = "-"
 # Folders no job config lives in.
@@ -27,7 +28,7 @@ NOT_JOB_CONFIGS = frozenset({"pyproject.toml", "cargo.toml", "ruff.toml", ".ruff
 MAX_STDIN_BYTES = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Input:
     path: str  # what findings name: the file path, or --stdin-filename / "-" for stdin
     text: str | None = None  # the contents, for stdin
@@ -99,7 +100,7 @@ def _within(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Ignore:
     base: str  # the directory holding the .gitignore
     pattern: str

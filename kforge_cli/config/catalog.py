@@ -12,7 +12,7 @@ import difflib
 import re
 import types
 import typing
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING
 from functools import lru_cache
 from typing import Any, Union
 
@@ -21,9 +21,10 @@ from kforge_cli.config.job import JobConfig
 from kforge_cli.config.registry import registry
 from kforge_cli.config.resolved import to_plain
 from kforge_cli.config.vlm import FreezeSpec, FreezeStage
+from kforge_cli.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldEntry:
     key: str  # canonical key
     section: str  # top-level section

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.fields import JobCondition, Use, setting
-from kforge_cli.rules.rule import LOAD, LOOP, STARTUP
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
+from kforge_cli.rules.rule import LOAD, LOOP, STARTUP
 
 ASYNC_MODES = ("disabled", "async", "async_with_pinned_mem")
 EXPORT_DTYPES = ("float32", "bfloat16")
 
 
-@dataclass
+@record
 class DynamicCheckpointWindow(Section):
     """[checkpoint.dyn_ckpt_window]: a dense-save window exempt from keep_last_n."""
 
@@ -45,7 +45,7 @@ STEP0_SAVE = JobCondition("checkpoint.dyn_ckpt_window covers step 0 (a checkpoin
 LOAD_PATH_SET = JobCondition("it is truthy", lambda s: bool(s.job.checkpoint.load_path), ())
 
 
-@dataclass
+@record
 class CheckpointConfig(Section):
     SECTION: ClassVar[str] = "checkpoint"
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.fields import Checker, JobCondition, Use, is_number, setting
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
 from kforge_cli.rules.loading import INVALID_VALUE, MISSING_REQUIRED
 from kforge_cli.rules.rule import LOOP, STARTUP
 
 
-@dataclass
+@record
 class DatasetSource(Section):
     """One source of a multi-dataset mixture (a [[data.datasets]] entry)."""
 
@@ -24,7 +24,7 @@ class DatasetSource(Section):
     hf_config: str = setting("", "Hugging Face dataset config")
 
 
-@dataclass
+@record
 class TrainingPhase(Section):
     """A [[data.phases]] entry: new mixture weights and LR scale from start_step on."""
 
@@ -63,7 +63,7 @@ IMAGE_DATA = JobCondition("a VLM job reads images (no [video])",
                           lambda s: s.job.vlm is not None and s.job.video is None, ("vlm.arch", "video"))
 
 
-@dataclass
+@record
 class DataConfig(Section):
     SECTION: ClassVar[str] = "data"
 

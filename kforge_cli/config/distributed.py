@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from kforge_cli.config.fields import JobCondition, Use, setting
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
 from kforge_cli.rules.rule import STARTUP
 
 PIPELINE_SCHEDULES = ("1f1b", "gpipe", "interleaved_1f1b")
@@ -16,7 +16,7 @@ MULTI_GPU = JobCondition("the job runs on more than one GPU (--world-size > 1)",
                          lambda s: s.world_size is not None and s.world_size > 1, ())
 
 
-@dataclass
+@record
 class DistributedConfig(Section):
     SECTION: ClassVar[str] = "distributed"
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from kforge_cli.config.fields import setting
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
 
 
-@dataclass
+@record
 class EvalConfig(Section):
     SECTION: ClassVar[str] = "eval"
 

@@ -16,10 +16,11 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING
 from typing import Any, Union
 
 from kforge_cli.findings import Finding, shown
+from kforge_cli.records import record
 from kforge_cli.rules.loading import INVALID_VALUE
 from kforge_cli.rules.rule import LOAD, Rule
 
@@ -29,7 +30,7 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Condition:
     """A constraint applies only when this holds (e.g. MoE knobs when num_experts > 0)."""
 
@@ -37,7 +38,7 @@ class Condition:
     holds: Callable[[Any], bool]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class JobCondition:
     """Something about the whole job (and the world size) that a use of a field depends on.
 
@@ -50,7 +51,7 @@ class JobCondition:
     reads: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Use:
     """Where the trainer first uses a field's value in a way that a value of another type breaks.
 
@@ -69,7 +70,7 @@ class Use:
         return self.when is None or bool(self.when.holds(subject))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Interval:
     """``[lo, hi)`` style range; checked as ``not (lo <= v < hi)``, which NaN violates."""
 
@@ -95,7 +96,7 @@ class Interval:
                 f"{']' if self.hi_closed else ')'}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FieldSpec:
     """Everything kforge knows about one field besides its type and default."""
 
@@ -220,7 +221,7 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Bound:
     op: str  # ">", ">=", "<", "<="
     limit: float | str
@@ -405,7 +406,7 @@ def _derived_fix(key: str, spec: FieldSpec, prefix: str) -> str:
 # -- section checkers --------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class Checker:
     """Collects the findings of one section's hand-written rules under a dotted prefix."""
 

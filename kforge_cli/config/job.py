@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.checkpoint import CheckpointConfig
@@ -16,11 +15,17 @@ from kforge_cli.config.optimizer import OptimizerConfig
 from kforge_cli.config.scheduler import SchedulerConfig
 from kforge_cli.config.section import Section
 from kforge_cli.config.training import TrainConfig
-from kforge_cli.config.vision import AdapterConfig, PoolingError, VideoConfig, VisionEncoderConfig
+from kforge_cli.config.vision import (
+    AdapterConfig,
+    PoolingError,
+    VideoConfig,
+    VisionEncoderConfig,
+)
 from kforge_cli.config.vlm import VLMConfig
+from kforge_cli.records import record
 
 
-@dataclass
+@record
 class TokenBudget:
     """How the residual stream is spent, as the reference computes it at config time."""
 
@@ -37,7 +42,7 @@ class TokenBudget:
         return self.required is not None and self.encoder_tokens > 0
 
 
-@dataclass
+@record
 class JobConfig(Section):
     """A KempnerForge training job. ``vision_encoder``/``adapter``/``vlm``/``video`` are None for text runs."""
 

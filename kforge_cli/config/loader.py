@@ -16,7 +16,7 @@ import shlex
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Union
 
 from kforge_cli.config.fields import (
@@ -28,21 +28,22 @@ from kforge_cli.config.fields import (
     value_kind,
 )
 from kforge_cli.config.job import JobConfig, construction_checks
+from kforge_cli.config.registry import registry
 from kforge_cli.config.section import collecting
 from kforge_cli.config.toml_source import TomlSource, parse_toml_text, read_toml
 from kforge_cli.config.vlm import (
+    RESERVED_ARCHS,
     FreezeSpec,
     FreezeStage,
     JointDecoderConfig,
-    RESERVED_ARCHS,
     VLMConfig,
     arch_fields,
     built_arch,
     reserved_arch_message,
     unknown_arch_message,
 )
-from kforge_cli.config.registry import registry
 from kforge_cli.findings import WARNING, Finding, shown, unique
+from kforge_cli.records import record
 from kforge_cli.rules.loading import (
     ARCH_OVERRIDE_KEEPS_MODEL,
     INVALID_VALUE,
@@ -61,7 +62,7 @@ FILE, OVERRIDE, DEFAULT = "file", "override", "default"
 _REJECTED = object()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _AsIs:
     """A value the reference's loader stores unconverted (a list for a number, a number for a path).
 
@@ -80,7 +81,7 @@ _NAME_FIELDS = {"type", "name", "loss_fn", "model_type", "moe_router", "arch", "
                 "activation", "split"}
 
 
-@dataclass
+@record
 class LoadResult:
     path: str
     source: TomlSource | None
@@ -104,7 +105,7 @@ class LoadResult:
         return any(f.is_error for f in self.findings)
 
 
-@dataclass
+@record
 class Override:
     key: str
     value: Any

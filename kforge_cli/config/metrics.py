@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from kforge_cli.config.fields import JobCondition, Use, setting
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
 from kforge_cli.rules.rule import STARTUP
 
 
-@dataclass
+@record
 class MetricsConfig(Section):
     SECTION: ClassVar[str] = "metrics"
 
@@ -23,7 +23,7 @@ class MetricsConfig(Section):
     tensorboard_dir: str = setting("tb_logs", "TensorBoard log directory")
 
 
-@dataclass
+@record
 class ProfilingConfig(Section):
     SECTION: ClassVar[str] = "profiling"
 

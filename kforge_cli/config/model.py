@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.fields import Condition, JobCondition, Use, is_number, setting
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
 from kforge_cli.rules.rule import BUILD, LOAD, LOOP, VALIDATE
 
 NORM_TYPES = ("rmsnorm", "layernorm")
@@ -46,7 +46,7 @@ MOMA_MODEL = JobCondition("the model is MoMa", _builds_moma, ("vlm.arch",))
 DENSE_ONLY = Use(None, "only MoE layers read it, and this model is dense (model.num_experts = 0)")
 
 
-@dataclass
+@record
 class ModelConfig(Section):
     SECTION: ClassVar[str] = "model"
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from kforge_cli.config.fields import JobCondition, Use, setting
-from kforge_cli.rules.rule import STARTUP
 from kforge_cli.config.section import Section
-
+from kforge_cli.records import record
+from kforge_cli.rules.rule import STARTUP
 
 # Optimizers whose constructor is torch.optim.AdamW (Muon's for its 1-D parameters): it checks lr, eps, betas.
 ADAMW_BASED = ("adamw", "muon")
@@ -17,7 +16,7 @@ BUILT_ON_ADAMW = JobCondition('optimizer.name is "adamw" or "muon" (torch.optim.
 MUON = JobCondition('optimizer.name = "muon"', lambda s: s.job.optimizer.name == "muon", ("optimizer.name",))
 
 
-@dataclass
+@record
 class OptimizerConfig(Section):
     SECTION: ClassVar[str] = "optimizer"
 

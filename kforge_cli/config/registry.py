@@ -9,8 +9,9 @@ through the ``kforge_cli.plugins`` entry-point group (see ``plugins.py``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from kforge_cli.records import record
 
 
 class RegistryError(KeyError):
@@ -26,7 +27,7 @@ class RegistryError(KeyError):
         return self.args[0]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Component:
     """What kforge knows about a registered name: enough to document it."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.fields import JobCondition, Use, setting
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
 from kforge_cli.rules.rule import LOOP, STARTUP
 
 SCHEDULER_TYPES = ("cosine", "linear", "wsd", "constant", "rex", "none")
@@ -52,7 +52,7 @@ STABLE_IN_LOOP = JobCondition('scheduler.name = "wsd" and the warmup ends within
                               lambda s: _reached(_stable_start(s), s, False), (*_READS, "scheduler.decay_steps"))
 
 
-@dataclass
+@record
 class SchedulerConfig(Section):
     SECTION: ClassVar[str] = "scheduler"
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from kforge_cli.records import record
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +41,7 @@ def format_path(path: Path) -> str:
     return out
 
 
-@dataclass
+@record
 class TomlSource:
     path: str
     text: str
@@ -170,7 +172,7 @@ _SCALAR_END = frozenset(",]}#\n\r \t")
 _COMMENT_OR_STRING = re.compile("[#\"']")
 
 
-@dataclass
+@record
 class KeyPart:
     """One part of a dotted key: its decoded name and where its text sits."""
 
@@ -179,7 +181,7 @@ class KeyPart:
     end: int
 
 
-@dataclass
+@record
 class Statement:
     """One top-level line of a document, or several when a value spans lines.
 
@@ -215,7 +217,7 @@ class Statement:
         return self.names if self.kind == "header" else self.table + self.names
 
 
-@dataclass
+@record
 class InlinePair:
     """One ``key = value`` of an inline table."""
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.fields import JobCondition, Use, setting
-from kforge_cli.rules.rule import LOOP, STARTUP
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
+from kforge_cli.rules.rule import LOOP, STARTUP
 
 MIXED_PRECISION = ("bf16", "fp16", "fp32", "fp8")
 
@@ -27,7 +27,7 @@ CHUNKED_LOSS = JobCondition('train.loss_fn = "chunked_cross_entropy"',
 ACTIVATION_CHECKPOINTING = ("none", "full", "selective")
 
 
-@dataclass
+@record
 class TrainConfig(Section):
     SECTION: ClassVar[str] = "train"
 

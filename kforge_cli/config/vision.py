@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.fields import setting
 from kforge_cli.config.section import Section
+from kforge_cli.records import record
 from kforge_cli.rules.rule import LOAD
 
 # Encoders that probe feature_dim / num_tokens from a Hugging Face model.
@@ -23,7 +23,7 @@ ADAPTER_ACTIVATIONS = ("gelu", "silu", "relu")
 VIDEO_SPLITS = ("train", "validation")
 
 
-@dataclass
+@record
 class VisionEncoderConfig(Section):
     SECTION: ClassVar[str] = "vision_encoder"
 
@@ -65,7 +65,7 @@ def pooled_token_count(num_input_tokens: int, window: int, *, require_divisible:
     return per_side * per_side
 
 
-@dataclass
+@record
 class AdapterConfig(Section):
     SECTION: ClassVar[str] = "adapter"
 
@@ -94,7 +94,7 @@ class AdapterConfig(Section):
                 "pool_window": self.pool_window, "pool_heads": self.pool_heads}
 
 
-@dataclass
+@record
 class VideoConfig(Section):
     SECTION: ClassVar[str] = "video"
 

@@ -9,7 +9,6 @@ module aliases.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from kforge_cli.config.data import strictly_increasing
@@ -17,6 +16,7 @@ from kforge_cli.config.fields import Checker, is_number, setting
 from kforge_cli.config.registry import RegistryError, registry
 from kforge_cli.config.section import Section
 from kforge_cli.findings import shown
+from kforge_cli.records import record
 from kforge_cli.rules.loading import INVALID_VALUE, MISSING_REQUIRED
 
 # Every alias matches the bare attribute and everything below it, so freezing
@@ -56,7 +56,7 @@ def module_patterns_for(arch: str) -> dict[str, list[str]]:
     return patterns
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FreezeSpec:
     """Freeze (or unfreeze) the parameters an alias or fnmatch pattern selects."""
 
@@ -64,7 +64,7 @@ class FreezeSpec:
     frozen: bool = setting(True, "true freezes the selected parameters, false makes them trainable")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FreezeStage:
     """Freeze specs applied from ``start_step`` on (a staged training recipe)."""
 
@@ -114,7 +114,7 @@ def _default_freeze() -> list[FreezeSpec]:
     return [FreezeSpec("vision_encoder", True)]
 
 
-@dataclass
+@record
 class VLMConfig(Section):
     """Arch-level knobs of the vision-language model."""
 
@@ -162,7 +162,7 @@ class VLMConfig(Section):
 
 
 @registry.register_vlm_config("joint_decoder")
-@dataclass
+@record
 class JointDecoderConfig(VLMConfig):
     """Joint decoder: image tokens are prepended to the text sequence."""
 
@@ -171,7 +171,7 @@ class JointDecoderConfig(VLMConfig):
 
 
 @registry.register_vlm_config("cross_attention")
-@dataclass
+@record
 class CrossAttentionConfig(VLMConfig):
     """Cross-attention: image K/V enter separate blocks inserted every N text layers."""
 
@@ -225,7 +225,7 @@ def _check_modalities(c: Checker, name: str, modalities: Any) -> None:
 
 
 @registry.register_vlm_config("mot")
-@dataclass
+@record
 class MoTConfig(VLMConfig):
     """Mixture-of-Transformers: per-modality Q/K/V/O and FFN, one global attention."""
 
@@ -275,7 +275,7 @@ def _default_moma_experts() -> dict[str, int]:
 
 
 @registry.register_vlm_config("moma")
-@dataclass
+@record
 class MoMaConfig(VLMConfig):
     """Mixture of modality-aware experts: shared attention, per-modality expert groups."""
 

@@ -36,10 +36,11 @@ import os
 import re
 import secrets
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import IO
 
 from kforge_cli.convert.rewrite import ConversionResult, convert_text
+from kforge_cli.records import record
 
 # Job configs are kilobytes; a cap keeps a runaway input finite.
 MAX_INPUT_BYTES = 8 * 1024 * 1024
@@ -175,7 +176,7 @@ def _read_all(fd: int) -> bytes:
 # -- converting in place -----------------------------------------------------------
 
 
-@dataclass
+@record
 class InPlaceResult:
     original: str  # the text that was converted (read under the lock)
     conversion: ConversionResult  # ``changed`` is False when the file was already current

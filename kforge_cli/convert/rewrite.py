@@ -15,8 +15,10 @@ import copy
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, NamedTuple
+
+from kforge_cli.records import record
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,7 +43,7 @@ class Conflict(NamedTuple):
     line: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ConversionResult:
     text: str
     changed: bool
@@ -135,7 +137,7 @@ def convert_text(text: str) -> ConversionResult:
 # Grouping a table body into movable chunks.
 
 
-@dataclass
+@record
 class _Chunk:
     """An entry with the comments that belong to it and the blank lines before them."""
 
@@ -148,7 +150,7 @@ class _Chunk:
         return [*self.prefix, self.entry, *self.suffix]
 
 
-@dataclass
+@record
 class _Body:
     header_comments: list[int]  # a comment block right under the header, detached from keys
     chunks: list[_Chunk]
@@ -228,7 +230,7 @@ def _dotted(path: tuple[str, ...]) -> str:
 # --------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class _Unit:
     """Text moving into one target section."""
 

@@ -1,7 +1,13 @@
 """`kforge explain`: what a job file means (``job``) and what a config key does (``fields``)."""
 
 from kforge_cli.config.catalog import all_field_keys, format_value, type_text
-from kforge_cli.explain.fields import Citation, FieldDoc, FieldSummary, UnknownFieldError, describe_field
+from kforge_cli.explain.fields import (
+    Citation,
+    FieldDoc,
+    FieldSummary,
+    UnknownFieldError,
+    describe_field,
+)
 from kforge_cli.explain.job import (
     ArchView,
     BuildFailure,

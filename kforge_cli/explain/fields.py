@@ -10,7 +10,7 @@ states a rule code by hand.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.config.catalog import (
@@ -30,6 +30,7 @@ from kforge_cli.config.catalog import (
 )
 from kforge_cli.config.fields import requirement_text
 from kforge_cli.explain.notes import NOTES
+from kforge_cli.records import record
 from kforge_cli.rules import Rule, all_checks
 from kforge_cli.rules.loading import INVALID_VALUE
 from kforge_cli.rules.rule import LOAD, STAGE_WORDS
@@ -45,7 +46,7 @@ class UnknownFieldError(KeyError):
         return f"unknown config key {self.key!r}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Citation:
     """A rule that checks the key: what it checks and when the trainer meets it."""
 
@@ -69,7 +70,7 @@ class Citation:
                 "text": self.text}
 
 
-@dataclass
+@record
 class FieldSummary:
     name: str
     type: str
@@ -81,7 +82,7 @@ class FieldSummary:
         return dataclasses.asdict(self)
 
 
-@dataclass
+@record
 class FieldDoc:
     key: str
     kind: str  # "section" or "field"

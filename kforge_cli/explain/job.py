@@ -10,7 +10,7 @@ and never prints (``cli/`` renders).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, field
 from typing import Any
 
 from kforge_cli.config.fields import field_default, spec_of
@@ -36,6 +36,7 @@ from kforge_cli.findings import Finding
 from kforge_cli.lint.engine import FileReport, Options, check_file
 from kforge_cli.lint.settings import SettingsFinder
 from kforge_cli.manifest import ModelNotDescribed, ModelTooLarge
+from kforge_cli.records import record
 from kforge_cli.rules.rule import LOAD
 
 __all__ = [
@@ -53,7 +54,7 @@ SECTION_ORDER = ("model", "vision_encoder", "adapter", "vlm", "video")
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class FieldRow:
     name: str
     value: Any  # plain JSON data
@@ -67,7 +68,7 @@ class FieldRow:
         return self.source != DEFAULT or self.value != self.default
 
 
-@dataclass
+@record
 class SectionView:
     name: str
     doc: str
@@ -78,7 +79,7 @@ class SectionView:
         return [r for r in self.rows or [] if r.is_set]
 
 
-@dataclass
+@record
 class CrossAttentionLayout:
     every_n_layers: int
     after_layers: list[int]  # 0-based text-layer index each block runs after (the first MAX_LISTED)
@@ -92,7 +93,7 @@ class CrossAttentionLayout:
                 "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads, "head_dim": self.head_dim}
 
 
-@dataclass
+@record
 class ArchView:
     arch: str
     description: str
@@ -135,7 +136,7 @@ class ArchView:
         }
 
 
-@dataclass
+@record
 class TokenBudgetView:
     encoder_tokens: int | None  # patch tokens per frame out of the encoder
     encoder_tokens_from: str | None
@@ -184,7 +185,7 @@ class TokenBudgetView:
         }
 
 
-@dataclass
+@record
 class BuildFailure:
     message: str
     key: str | None
@@ -196,21 +197,21 @@ class BuildFailure:
         return {"message": self.message, "key": self.key, "hint": self.hint, "fatal": self.fatal}
 
 
-@dataclass
+@record
 class StageCount:
     start_step: int
     trainable: int
     frozen: int
 
 
-@dataclass
+@record
 class UnknownPart:
     prefix: str
     reason: str
     frozen_at_step_0: bool | None  # None: cannot tell
 
 
-@dataclass
+@record
 class ParamCounts:
     """Parameter counts per component (None: not part of this model, or unknown; see ``unknown``)."""
 
@@ -260,7 +261,7 @@ class ParamCounts:
         }
 
 
-@dataclass
+@record
 class Explanation:
     path: str
     report: FileReport

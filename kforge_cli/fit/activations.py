@@ -44,7 +44,7 @@ unit tests hold the derivation above to them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from kforge_cli.records import record
 
 # (d, q, f, H, constant) coefficients of the per-token bytes the measurement
 # above found for bf16 blocks with RMSNorm on CPU (one more ``2q`` than CUDA).
@@ -60,7 +60,7 @@ MEASURED_CPU_CROSS_ATTENTION_IMAGE_Q = 4  # bytes per image token per unit of q
 CPU_CONTIGUOUS_COPY_Q = 2
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BlockShape:
     """What sets a block's activation size."""
 
@@ -96,7 +96,7 @@ def attention_bytes(shape: BlockShape, tp: int = 1) -> int:
     return saved // tp
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BlockActivations:
     """Per-token bytes of one block on one rank, split by where TP leaves them."""
 

@@ -19,13 +19,15 @@ an ``Attention`` (mode "selective") and nothing else
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from kforge_cli.records import record
 
 AC_MODES = ("none", "full", "selective")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BlockKinds:
     """The blocks of a job's transformer by class, with their counts."""
 
@@ -35,7 +37,7 @@ class BlockKinds:
     cross_attention_blocks: int = 0
 
 
-@dataclass
+@record
 class ACCoverage:
     """What ``train.activation_checkpointing`` wraps for this job's architecture."""
 

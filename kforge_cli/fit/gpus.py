@@ -15,7 +15,7 @@ instead of its own 756. kforge never does that.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from kforge_cli.records import record
 
 # NVML capacities per GPU model, from the Modal engineering post "Why does an
 # NVIDIA H100 80GB card offer 85.52 GB?" (thundergolfer.com/blog/nvidia-gpu-memory-capacity),
@@ -25,7 +25,7 @@ _NVML_SOURCE = "NVML memory.total as tabulated in thundergolfer.com/blog/nvidia-
 _MFU_TABLE = "kempnerforge/metrics/mfu.py:25-45 (_GPU_PEAK_TFLOPS)"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GPU:
     """One GPU model: what fit compares memory and throughput against."""
 

@@ -6,8 +6,9 @@ runs on (uv.lock pins torch 2.11; line numbers are from torch 2.13's files).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from kforge_cli.records import record
 
 
 class LayoutError(ValueError):
@@ -18,7 +19,7 @@ class LayoutError(ValueError):
         self.key = key
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Layout:
     world_size: int
     dp_replicate: int

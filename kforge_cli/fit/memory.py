@@ -71,12 +71,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from kforge_cli.fit import activations as act
 from kforge_cli.fit.coverage import ac_mode, block_kinds
 from kforge_cli.fit.layout import Layout, stage_layer_ranges
+from kforge_cli.records import record
 
 GIB = 2**30
 
@@ -97,7 +98,7 @@ class ParamLike(Protocol):
     numel: int
 
 
-@dataclass
+@record
 class Moment:
     """Live bytes per term at one point of a training step."""
 
@@ -113,7 +114,7 @@ class Moment:
         return sum(self.terms.values())
 
 
-@dataclass
+@record
 class RankMemory:
     """The peak of one rank: the moment it happens and its terms (GiB)."""
 
@@ -127,7 +128,7 @@ class RankMemory:
         return sum(self.breakdown.values())
 
 
-@dataclass
+@record
 class Facts:
     """The job knobs the memory model reads, extracted once."""
 
@@ -227,7 +228,7 @@ def read_facts(job: Any) -> Facts:
         ca_blocks=block_kinds(job).cross_attention_blocks, notes=notes)
 
 
-@dataclass
+@record
 class _Param:
     name: str
     local: float  # numel on one rank before FSDP sharding (after TP/EP)
@@ -339,7 +340,7 @@ def _block_saved(facts: Facts, layout: Layout, kind: str) -> act.BlockActivation
     return act.dense_block(shape, tp)
 
 
-@dataclass
+@record
 class _StageActivations:
     kept: float  # bytes all of this stage's layers keep per micro-batch until backward
     recompute: float  # extra bytes while the first block backwards (recomputed saved set)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.fit.coverage import ACCoverage, activation_checkpointing_coverage
@@ -11,6 +11,7 @@ from kforge_cli.fit.gpus import GPU
 from kforge_cli.fit.layout import Layout, LayoutError, resolve_layout
 from kforge_cli.fit.memory import TERMS, Facts, ParamLike, RankMemory, memory_per_stage
 from kforge_cli.fit.throughput import Throughput, estimate_throughput
+from kforge_cli.records import record
 
 # Relative half-widths of the band around the point estimate. High confidence
 # is for what the derivation covers and was checked against (dense and VLM
@@ -23,7 +24,7 @@ TINY_MODEL_PARAMS = 1_000_000_000
 VALIDATED_GPUS = ("H200",)
 
 
-@dataclass
+@record
 class MemoryPrediction:
     rank0: RankMemory
     worst: RankMemory
@@ -36,7 +37,7 @@ class MemoryPrediction:
         return self.worst.peak_gib
 
 
-@dataclass
+@record
 class Surprise:
     """A term that dominates the peak where a user would not expect it (KF604 input)."""
 
@@ -46,7 +47,7 @@ class Surprise:
     reason: str
 
 
-@dataclass
+@record
 class FitPrediction:
     gpu: GPU
     world_size: int

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kforge_cli.fit.gpus import GPU
@@ -20,11 +19,12 @@ from kforge_cli.fit.layout import LayoutError, resolve_layout
 from kforge_cli.fit.memory import ParamLike
 from kforge_cli.fit.predict import predict
 from kforge_cli.fit.throughput import relative_speed
+from kforge_cli.records import record
 
 Overrides = list[str]
 
 
-@dataclass
+@record
 class Suggestion:
     overrides: Overrides  # dotted KEY=VALUE, the trainer's --set form
     peak_gib: float

@@ -25,10 +25,10 @@ own definition (mfu.py:150-180): tokens/s = MFU * peak * GPUs / flops_per_token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from kforge_cli.fit.layout import Layout
+from kforge_cli.records import record
 
 MFU_PRIOR = {
     "fsdp": (33.0, 58.0),
@@ -68,7 +68,7 @@ def attention_forward_flops(model: Any, seq_len: int) -> int:
     return n_layers * (2 * _attn_params(model) + 4 * int(model.dim) * seq_len)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Throughput:
     flops_per_token: int
     layout_class: str

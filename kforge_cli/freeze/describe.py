@@ -10,17 +10,17 @@ import difflib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from kforge_cli.freeze.matching import alias_patterns, indices, popcount
 from kforge_cli.freeze.simulate import CONSTRUCTION, FreezePolicy, SpecRef, StageRef
 from kforge_cli.freeze.units import human_count, plural
+from kforge_cli.records import record
 
 _EXAMPLES = 3
 
 
-@dataclass
+@record
 class Context:
     """What the rules need to describe parameters: names, sizes, step ranges."""
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+
+from kforge_cli.records import record
 
 _WILDCARDS = "*?["
 
@@ -92,7 +93,7 @@ def may_touch_subtree(pattern: str, prefix: str) -> bool:
     return head.startswith(dotted) or dotted.startswith(head)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PatternFailure:
     """Why applying a selection raises in the trainer, and on what."""
 
@@ -102,7 +103,7 @@ class PatternFailure:
     parameter: str | None  # the parameter fnmatch was testing when it raised
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Selection:
     """What one spec's ``module`` selects."""
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.freeze.describe import Context
 from kforge_cli.freeze.matching import Matcher, indices, popcount
 from kforge_cli.freeze.simulate import Analysis, FreezePolicy, SpecRef, analyse
+from kforge_cli.records import record
 
 __all__ = [
     "FreezeMetaMismatch", "FreezePlan", "ParamRecord", "PlanRow", "RowCell", "SpecRef", "StagePlan",
@@ -30,7 +31,7 @@ __all__ = [
 FROZEN, TRAINABLE, PARTIAL, EMPTY, UNKNOWN = "frozen", "trainable", "partial", "empty", "unknown"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ParamRecord:
     name: str
     shape: tuple[int, ...]
@@ -45,7 +46,7 @@ class ParamRecord:
             object.__setattr__(self, "numel", math.prod(self.shape))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UnknownPart:
     """A subtree whose parameters are not known (e.g. an HF encoder not available offline)."""
 
@@ -82,7 +83,7 @@ def _unknown_parts(unknown: Iterable[Any]) -> list[UnknownPart]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RowCell:
     state: str  # frozen | trainable | partial | empty | unknown
     frozen_count: int
@@ -100,7 +101,7 @@ class RowCell:
         return self.total_numel - self.frozen_numel
 
 
-@dataclass
+@record
 class PlanRow:
     label: str
     kind: str  # "alias" or "module"
@@ -112,7 +113,7 @@ class PlanRow:
     mask: int = field(default=0, repr=False, compare=False)
 
 
-@dataclass
+@record
 class StagePlan:
     start_step: int
     end_step: int | None
@@ -137,7 +138,7 @@ class StagePlan:
         return f"{self.start_step}\u2013{self.end_step}"
 
 
-@dataclass
+@record
 class FreezePlan:
     arch: str | None  # None for a text-only job
     params: list[ParamRecord]
@@ -209,7 +210,7 @@ class FreezePlan:
         return out
 
 
-@dataclass
+@record
 class StepState:
     step: int
     stage_index: int
@@ -474,7 +475,7 @@ def expected_freeze_metadata(vlm: Any, step: int) -> list[dict[str, Any]]:
     return [{"module": m, "frozen": f} for m, f in pairs]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FreezeMetaMismatch:
     saved: list[Any]  # saved entries on the shared module keys
     expected: list[Any]  # expected entries on the shared module keys

@@ -18,7 +18,7 @@ component (True frozen, False trainable, None partly/uncertain).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.config.vlm import (
@@ -28,12 +28,13 @@ from kforge_cli.config.vlm import (
     module_patterns_for,
 )
 from kforge_cli.freeze.matching import Matcher, Selection
+from kforge_cli.records import record
 
 # Writer recorded for parameters the model itself freezes (MoT's unused norm).
 CONSTRUCTION = "construction"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SpecRef:
     """One freeze spec the trainer can hold, and where it sits in the config.
 
@@ -58,7 +59,7 @@ class SpecRef:
         return f"{self.module!r}\u2192{self.target}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StageRef:
     index: int  # position in vlm.freeze_schedule
     start_step: int
@@ -85,7 +86,7 @@ def _spec_ref(raw: Any, key: str, start_step: int | None) -> SpecRef | None:
     return SpecRef(raw.module, raw.frozen, key, start_step)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FreezePolicy:
     """The well-formed part of a ``vlm`` section that drives freezing."""
 
@@ -163,7 +164,7 @@ class FreezePolicy:
         return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FreezeState:
     mask: int  # bit i set: parameter i is frozen
     unknown: tuple[bool | None, ...] = ()  # per unknown component
@@ -230,14 +231,14 @@ class Trace:
         return out
 
 
-@dataclass
+@record
 class StageEffect:
     stage: StageRef
     before: FreezeState
     after: FreezeState
 
 
-@dataclass
+@record
 class Analysis:
     """Every replay the plan, the findings and the renderer draw from."""
 

@@ -20,12 +20,24 @@ the end of the call.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
-from kforge_cli.config.loader import LoadResult, Override, load_job, load_job_text, locate
+from kforge_cli.config.loader import (
+    LoadResult,
+    Override,
+    load_job,
+    load_job_text,
+    locate,
+)
 from kforge_cli.findings import ERROR, INFO, WARNING, Finding, unique
-from kforge_cli.lint.settings import RuleSelection, SelectionLayer, Settings, SettingsFinder
+from kforge_cli.lint.settings import (
+    RuleSelection,
+    SelectionLayer,
+    Settings,
+    SettingsFinder,
+)
+from kforge_cli.records import record
 from kforge_cli.rules.rule import (
     BUILD,
     CHECKPOINT,
@@ -51,7 +63,7 @@ MANIFEST = "manifest"
 META = "meta"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Options:
     """How to check: what the command line asked, before per-file settings are layered on."""
 
@@ -66,7 +78,7 @@ class Options:
     strict: bool | None = None  # --strict / --no-strict; None: the file's settings decide
 
 
-@dataclass
+@record
 class CheckpointView:
     """A checkpoint read for this job: what was read, how it fits the model, step-0 state."""
 
@@ -76,7 +88,7 @@ class CheckpointView:
     frozen_at_step0: set[str] = field(default_factory=set)
 
 
-@dataclass
+@record
 class FileReport:
     path: str
     load: LoadResult
@@ -285,7 +297,11 @@ def _predict_memory(report: FileReport, subject: Subject, options: Options) -> N
 
 
 def _read_checkpoint(report: FileReport, subject: Subject, path: str) -> None:
-    from kforge_cli.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
+    from kforge_cli.checkpoint import (
+        CheckpointError,
+        UnsafeCheckpointError,
+        read_checkpoint,
+    )
     from kforge_cli.rules.checkpoint import unreadable_finding
 
     try:

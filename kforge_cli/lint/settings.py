@@ -29,10 +29,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.findings import shown
+from kforge_cli.records import record
 
 PYPROJECT = "pyproject.toml"
 VCS_MARKERS = (".git", ".hg", ".svn")
@@ -50,7 +51,7 @@ class SettingsError(ValueError):
         self.hint = hint
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SelectionLayer:
     select: tuple[str, ...] | None = None  # None: keep what earlier layers enabled
     ignore: tuple[str, ...] = ()
@@ -80,7 +81,7 @@ def selectable(code: str) -> bool:
     return rule is None or rule.suppressible
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RuleSelection:
     layers: tuple[SelectionLayer, ...] = ()
 
@@ -93,7 +94,7 @@ class RuleSelection:
         return enabled
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     path: str | None = None  # the pyproject.toml they come from; None: no settings file
     selection: SelectionLayer = field(default_factory=SelectionLayer)

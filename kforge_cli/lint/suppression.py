@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from kforge_cli.findings import Finding
 from kforge_cli.lint.settings import selectable
+from kforge_cli.records import record
 from kforge_cli.rules.loading import UNUSED_SUPPRESSION
 
 _DIRECTIVE = re.compile(r"#\s*kforge\s*:\s*(ignore-file|ignore)\b\s*(?:\[([^\]]*)\])?", re.IGNORECASE)
 _CODE = re.compile(r"KF\d{0,3}")
 
 
-@dataclass
+@record
 class Suppression:
     line: int
     column: int
@@ -66,7 +67,7 @@ def parse_suppressions(comments: Sequence[tuple[int, int, str]]) -> list[Suppres
     return out
 
 
-@dataclass
+@record
 class Applied:
     kept: list[Finding]
     suppressed: list[Finding]

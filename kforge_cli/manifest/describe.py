@@ -9,11 +9,16 @@ one the trainer would report. ``build_manifest`` lists the description;
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.manifest.bounds import check_tensor_count
-from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, safe_repr, show
+from kforge_cli.manifest.errors import (
+    ModelBuildError,
+    ModelNotDescribed,
+    safe_repr,
+    show,
+)
 from kforge_cli.manifest.knobs import (
     TEXT_MODEL_TYPES,
     TextSpec,
@@ -42,9 +47,10 @@ from kforge_cli.manifest.result import (
     UnknownComponent,
 )
 from kforge_cli.manifest.tree import Node, count_tensors, flatten, module_paths
+from kforge_cli.records import record
 
 
-@dataclass
+@record
 class ResolvedEncoder:
     """A HuggingFace vision tower the torch builder loaded, and what it probed from its config."""
 
@@ -57,7 +63,7 @@ class ResolvedEncoder:
 EncoderResolver = Callable[[VisionSpec], "ResolvedEncoder | str"]
 
 
-@dataclass
+@record
 class ModelDescription:
     root: Node
     unknown: list[UnknownComponent] = field(default_factory=list)
@@ -164,7 +170,7 @@ def _describe_text_only(job: Any, text: TextSpec) -> ModelDescription:
     return ModelDescription(root, num_image_tokens=0)
 
 
-@dataclass
+@record
 class _Encoder:
     node: Node
     feature_dim: int | None  # None when unknown

@@ -11,6 +11,7 @@ from typing import Any
 
 from kforge_cli.findings import shown
 
+
 class ModelBuildError(Exception):
     """The trainer would fail while constructing the model for this job.
 

@@ -9,7 +9,7 @@ misleading module tree, so describing the model always fails with a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from enum import Enum
 from typing import Any
 
@@ -22,10 +22,18 @@ from kforge_cli.config.vision import (
     PoolingError,
 )
 from kforge_cli.config.vision import pooled_token_count as _pooled_token_count
-from kforge_cli.config.vlm import built_arch
-from kforge_cli.config.vlm import cross_attention_after_layers  # noqa: F401 - re-exported
-from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, safe_repr, show
+from kforge_cli.config.vlm import (
+    built_arch,
+    cross_attention_after_layers,  # noqa: F401 - re-exported
+)
+from kforge_cli.manifest.errors import (
+    ModelBuildError,
+    ModelNotDescribed,
+    safe_repr,
+    show,
+)
 from kforge_cli.manifest.tree import INT64_MAX
+from kforge_cli.records import record
 
 # What this builder knows how to build (a plugin may register more names; those
 # are reported as unbuildable rather than guessed).
@@ -120,7 +128,7 @@ def _choice(value: str, options: tuple[str, ...], key: str, category: str | None
     return value
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TextSpec:
     dim: int
     n_layers: int
@@ -270,7 +278,7 @@ def _check_text_spec(spec: TextSpec) -> None:
                  "model.moe_expert_ffn_multiplier", "use 1.0, or 0.5 for fine-grained experts")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VisionSpec:
     type: str
     path: str
@@ -300,7 +308,7 @@ def read_vision_spec(vision: Any) -> VisionSpec:
     return spec
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AdapterSpec:
     type: str = "mlp_2layer"
     hidden_dim: int = 0
@@ -355,7 +363,7 @@ def pooled_token_count(num_tokens: int, window: int, *, require_divisible: bool,
     raise ModelBuildError(message, key, hint)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VLMSpec:
     arch: str  # the model built: the config class's arch
     max_text_len: int

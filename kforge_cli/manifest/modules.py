@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from kforge_cli.config.vision import RANDOM_ENCODER_FEATURE_DIM, RANDOM_ENCODER_TOKENS
 from kforge_cli.manifest.bounds import check_experts, check_layers
-from kforge_cli.manifest.errors import ModelBuildError, ModelNotDescribed, safe_repr, show
+from kforge_cli.manifest.errors import (
+    ModelBuildError,
+    ModelNotDescribed,
+    safe_repr,
+    show,
+)
 from kforge_cli.manifest.knobs import (
     DIVISIBLE_ONLY_POOLING_ADAPTERS,
     AdapterSpec,

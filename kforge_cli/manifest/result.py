@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kforge_cli.records import record
+
 # What an unknown component leaves unchecked. ``UnknownComponent.limits`` holds
 # these tags so callers can tell which of their checks lost their input; the
 # phrases say it to a person.
@@ -29,7 +31,7 @@ class ParamInfo:
     frozen_at_construction: bool = False
 
 
-@dataclass
+@record
 class UnknownComponent:
     """A subtree whose parameters cannot be known here (never guessed)."""
 
@@ -41,7 +43,7 @@ class UnknownComponent:
         return "; ".join(LIMIT_PHRASES.get(tag, tag) for tag in self.limits)
 
 
-@dataclass
+@record
 class Manifest:
     # In named_parameters() order; tied weights appear once, under their first name.
     parameters: list[ParamInfo]

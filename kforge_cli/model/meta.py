@@ -6,13 +6,13 @@ torch import.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from kforge_cli.manifest import Manifest
+from kforge_cli.records import record
 
 
-@dataclass
+@record
 class MetaModel(Manifest):
     # The torch.nn.Module on the meta device (typed loosely to keep this module torch-free).
     module: Any = None

@@ -7,7 +7,12 @@ from typing import Any
 
 from kforge_cli.config.job import JobConfig
 from kforge_cli.config.vision import HF_VISION_ENCODER_TYPES, VisionEncoderConfig
-from kforge_cli.config.vlm import CrossAttentionConfig, MoTConfig, VLMConfig, module_patterns_for
+from kforge_cli.config.vlm import (
+    CrossAttentionConfig,
+    MoTConfig,
+    VLMConfig,
+    module_patterns_for,
+)
 from kforge_cli.findings import Finding
 from kforge_cli.rules.loading import MODULE_PATTERNS_TRAP
 from kforge_cli.rules.rule import INFO, NEEDS_MANIFEST, WARNING, Rule, Subject

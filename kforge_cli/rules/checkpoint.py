@@ -15,7 +15,14 @@ from kforge_cli.config.vlm import VLMConfig
 from kforge_cli.findings import Finding
 from kforge_cli.freeze.units import human_count
 from kforge_cli.rules.advice import NOTE
-from kforge_cli.rules.rule import CHECKPOINT, ERROR, NEEDS_CHECKPOINT, WARNING, Rule, Subject
+from kforge_cli.rules.rule import (
+    CHECKPOINT,
+    ERROR,
+    NEEDS_CHECKPOINT,
+    WARNING,
+    Rule,
+    Subject,
+)
 
 CHECKPOINT_MISSING_KEYS = Rule(
     "KF501", "checkpoint-missing-keys", ERROR,
@@ -139,7 +146,11 @@ def checkpoint_fits(s: Subject) -> list[Finding]:
                                   needs=(NEEDS_CHECKPOINT,))
 def saved_freeze_state_matches(s: Subject) -> list[Finding]:
     """The checkpoint manager compares the saved vlm_freeze with the config's at the saved step."""
-    from kforge_cli.freeze.plan import compare_freeze_metadata, effective_freeze_error, expected_freeze_metadata
+    from kforge_cli.freeze.plan import (
+        compare_freeze_metadata,
+        effective_freeze_error,
+        expected_freeze_metadata,
+    )
 
     vlm = getattr(s.job, "vlm", None)
     manifest = s.checkpoint.manifest

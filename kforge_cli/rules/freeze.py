@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.config.vlm import VLMConfig, module_patterns_for
@@ -30,11 +30,28 @@ from kforge_cli.freeze.describe import (
     writer_text,
 )
 from kforge_cli.freeze.matching import Matcher, PatternFailure, alias_patterns, popcount
-from kforge_cli.freeze.simulate import CONSTRUCTION, Analysis, FreezePolicy, SpecRef, StageRef, Trace
+from kforge_cli.freeze.simulate import (
+    CONSTRUCTION,
+    Analysis,
+    FreezePolicy,
+    SpecRef,
+    StageRef,
+    Trace,
+)
 from kforge_cli.freeze.units import human_count, plural
 from kforge_cli.manifest.result import CHECKPOINT_WRAPPED
+from kforge_cli.records import record
 from kforge_cli.rules.loading import WRONG_TYPE
-from kforge_cli.rules.rule import BUILD, ERROR, LOOP, NEEDS_PLAN, STARTUP, WARNING, Rule, Subject
+from kforge_cli.rules.rule import (
+    BUILD,
+    ERROR,
+    LOOP,
+    NEEDS_PLAN,
+    STARTUP,
+    WARNING,
+    Rule,
+    Subject,
+)
 
 FREEZE_UNKNOWN_ALIAS = Rule(
     "KF301", "freeze-unknown-alias", ERROR,
@@ -87,7 +104,7 @@ FREEZE_READS = ("vlm.arch", "vlm.freeze", "vlm.freeze_schedule", "vlm.module_pat
                 "checkpoint.dyn_ckpt_window")
 
 
-@dataclass
+@record
 class FreezeInputs:
     """The freeze policy and its context, from the plan when there is one, else from the config."""
 
@@ -285,7 +302,7 @@ def resume_divergence_findings(a: Analysis, ctx: Context) -> list[Finding]:
     return out
 
 
-@dataclass
+@record
 class _Unfreeze:
     """Build-frozen parameters one spec makes trainable in some replay."""
 

@@ -12,7 +12,12 @@ from typing import Any
 
 from kforge_cli.config.fields import divisor_hint
 from kforge_cli.config.job import JobConfig, TokenBudget
-from kforge_cli.config.vision import HF_VISION_ENCODER_TYPES, AdapterConfig, PoolingError, VisionEncoderConfig
+from kforge_cli.config.vision import (
+    HF_VISION_ENCODER_TYPES,
+    AdapterConfig,
+    PoolingError,
+    VisionEncoderConfig,
+)
 from kforge_cli.config.vlm import MoMaConfig, VLMConfig
 from kforge_cli.findings import Finding, shown
 from kforge_cli.rules.advice import REFERENCE_WARNING

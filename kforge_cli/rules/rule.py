@@ -18,10 +18,11 @@ import the rules it reports without a cycle.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from kforge_cli.findings import ERROR, INFO, SEVERITIES, WARNING, Finding
+from kforge_cli.records import record
 
 # Where in the trainer's life a problem surfaces, in the order it meets them.
 LOAD = "loader"
@@ -53,7 +54,7 @@ NEEDS = frozenset({NEEDS_MANIFEST, NEEDS_PLAN, NEEDS_WORLD_SIZE, NEEDS_CHECKPOIN
 CheckFunction = Callable[[Any], Iterable[Finding]]
 
 
-@dataclass(frozen=True, eq=False)
+@record(frozen=True, eq=False)
 class Check:
     """One way a rule is checked: a function over the engine's subject."""
 
@@ -158,7 +159,7 @@ class Rule:
         return attach
 
 
-@dataclass
+@record
 class Subject:
     """What checks look at: the loaded job and whatever the engine derived from it.
 

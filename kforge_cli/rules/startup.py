@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from kforge_cli.config.fields import (
@@ -23,6 +22,7 @@ from kforge_cli.config.fields import (
 from kforge_cli.config.job import JobConfig
 from kforge_cli.config.registry import registry
 from kforge_cli.findings import Finding, shown
+from kforge_cli.records import record
 from kforge_cli.rules.job import PIPELINE_UNSUPPORTED
 from kforge_cli.rules.loading import INVALID_VALUE, WRONG_TYPE
 from kforge_cli.rules.rule import STAGE_WORDS, STARTUP, WARNING, Subject
@@ -71,7 +71,7 @@ for _section, _name, _category in startup_lookups():
 # that checks which compare it skip it, while these are the checks that speak for it.
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HeldAsIs:
     """A field whose value of another type the loader keeps."""
 
