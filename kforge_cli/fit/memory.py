@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kforge_cli.fit import activations as act
@@ -228,7 +228,7 @@ def read_facts(job: Any) -> Facts:
         ca_blocks=block_kinds(job).cross_attention_blocks, notes=notes)
 
 
-@record
+@dataclass(slots=True)  # many instances: the generated __init__ is faster
 class _Param:
     name: str
     local: float  # numel on one rank before FSDP sharding (after TP/EP)

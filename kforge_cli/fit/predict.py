@@ -101,16 +101,20 @@ def verdict_for(low_gib: float, high_gib: float, capacity_gib: float) -> str:
     return "fits"
 
 
-def _frozen_names(job: Any, params: Sequence[ParamLike]) -> set[str]:
-    """Parameters without gradients or optimizer state when the optimizer is built."""
+def frozen_names(job: Any, params: Sequence[ParamLike], plan: Any = None) -> set[str]:
+    """Parameters without gradients or optimizer state when the optimizer is built.
+
+    ``plan``: the job's freeze plan when the caller has it (the engine does); else it is computed.
+    """
     frozen = {p.name for p in params if getattr(p, "frozen_at_construction", False)}
     if getattr(job, "vlm", None) is None:
         return frozen
-    from kforge_cli.freeze.plan import (
-        plan_for_job,  # only VLM jobs freeze: keep the import lazy
-    )
+    if plan is None:
+        from kforge_cli.freeze.plan import (
+            plan_for_job,  # only VLM jobs freeze: keep the import lazy
+        )
 
-    plan = plan_for_job(job, params)
+        plan = plan_for_job(job, params)
     trainable = set(plan.optimizer_param_names)
     return frozen | {p.name for p in params if p.name not in trainable}
 
@@ -167,18 +171,21 @@ def _surprises(job: Any, memory: MemoryPrediction, layout: Layout, facts: Facts)
     return out
 
 
-def predict(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int) -> FitPrediction:
+def predict(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int,
+            frozen: set[str] | None = None) -> FitPrediction:
     """Predict the peak memory per GPU, verdict and throughput of ``job`` on ``world_size`` x ``gpu``.
 
     ``params``: the model's parameters (``name``, ``shape``, ``numel``, optional
-    ``frozen_at_construction``) in ``named_parameters()`` order. Raises
+    ``frozen_at_construction``) in ``named_parameters()`` order; ``frozen``: their
+    ``frozen_names`` when already known (the layout and batch never change it). Raises
     ``LayoutError`` when the parallel degrees do not divide ``world_size``.
     """
     layout = resolve_layout(job, world_size)
     if layout.pp > int(job.model.n_layers):
         raise LayoutError(f"distributed.pp ({layout.pp}) exceeds model.n_layers ({job.model.n_layers})",
                           "distributed.pp")
-    frozen = _frozen_names(job, params)
+    if frozen is None:
+        frozen = frozen_names(job, params)
     stages, facts = memory_per_stage(job, params, layout, frozen)
     worst = max(stages, key=lambda r: r.peak_gib)
     reasons = _confidence(job, facts, gpu, params)
@@ -193,4 +200,4 @@ def predict(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int)
                          surprises=_surprises(job, memory, layout, facts), notes=list(facts.notes))
 
 
-__all__ = ["TERMS", "FitPrediction", "MemoryPrediction", "Surprise", "predict", "verdict_for"]
+__all__ = ["TERMS", "FitPrediction", "MemoryPrediction", "Surprise", "frozen_names", "predict", "verdict_for"]

@@ -17,7 +17,7 @@ from typing import Any
 from kforge_cli.fit.gpus import GPU
 from kforge_cli.fit.layout import LayoutError, resolve_layout
 from kforge_cli.fit.memory import ParamLike
-from kforge_cli.fit.predict import predict
+from kforge_cli.fit.predict import frozen_names, predict
 from kforge_cli.fit.throughput import relative_speed
 from kforge_cli.records import record
 
@@ -90,15 +90,21 @@ def _candidates(job: Any, world_size: int) -> list[Overrides]:
 
 
 def suggest(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int,
-            is_valid: Callable[[Overrides], bool] = lambda overrides: True, limit: int = 5) -> list[Suggestion]:
-    """Changes after which the job is predicted to fit (optimistic bound included), fastest first."""
+            is_valid: Callable[[Overrides], bool] = lambda overrides: True, limit: int = 5,
+            frozen: set[str] | None = None) -> list[Suggestion]:
+    """Changes after which the job is predicted to fit (optimistic bound included), fastest first.
+
+    No candidate touches the model or its freeze specs, so the frozen set is computed once.
+    """
+    if frozen is None:
+        frozen = frozen_names(job, params)
     base_layout = resolve_layout(job, world_size)
     base_speed = relative_speed(job, base_layout)
     found: list[Suggestion] = []
     for overrides in _candidates(job, world_size):
         try:
             changed = apply_overrides(job, overrides)
-            result = predict(changed, params, gpu=gpu, world_size=world_size)
+            result = predict(changed, params, gpu=gpu, world_size=world_size, frozen=frozen)
         except (LayoutError, ValueError, AttributeError):
             continue
         if result.verdict != "fits" or not is_valid(overrides):
@@ -107,19 +113,20 @@ def suggest(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int,
         found.append(Suggestion(overrides, result.memory.peak_gib, result.memory.high_gib, result.verdict, speed))
     found.sort(key=lambda s: (-round(s.relative_speed, 3), len(s.overrides), s.peak_gib))
     if not found:
-        more = _more_gpus(job, params, gpu=gpu, world_size=world_size)
+        more = _more_gpus(job, params, gpu=gpu, world_size=world_size, frozen=frozen)
         if more is not None:
             found.append(more)
     return found[:limit]
 
 
-def _more_gpus(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int) -> Suggestion | None:
+def _more_gpus(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int,
+               frozen: set[str]) -> Suggestion | None:
     """The smallest multiple of the world size (up to 16x) on which the job as written fits."""
     if int(job.distributed.dp_shard) != -1:
         return None  # an explicit dp_shard pins the world size
     for factor in (2, 4, 8, 16):
         try:
-            result = predict(job, params, gpu=gpu, world_size=world_size * factor)
+            result = predict(job, params, gpu=gpu, world_size=world_size * factor, frozen=frozen)
         except (LayoutError, ValueError):
             continue
         if result.verdict == "fits":

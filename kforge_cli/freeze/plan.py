@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
 from kforge_cli.freeze.describe import Context
@@ -31,7 +31,7 @@ __all__ = [
 FROZEN, TRAINABLE, PARTIAL, EMPTY, UNKNOWN = "frozen", "trainable", "partial", "empty", "unknown"
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)  # many instances: the generated __init__ is faster
 class ParamRecord:
     name: str
     shape: tuple[int, ...]

@@ -281,13 +281,16 @@ def _predict_memory(report: FileReport, subject: Subject, options: Options) -> N
         return
     from kforge_cli.fit import LayoutError, custom_gpu, lookup_gpu, predict
     from kforge_cli.fit.layout import smallest_world_size
+    from kforge_cli.fit.predict import frozen_names
 
     gpu = custom_gpu(options.gpu_memory) if options.gpu_memory else lookup_gpu(gpu_name or DEFAULT_GPU)
     world_size = subject.world_size or smallest_world_size(subject.job)
     if world_size is None:
         return
     try:
-        subject.memory = predict(subject.job, subject.manifest.parameters, gpu=gpu, world_size=world_size)
+        params = subject.manifest.parameters
+        subject.memory = predict(subject.job, params, gpu=gpu, world_size=world_size,
+                                 frozen=frozen_names(subject.job, params, subject.plan))
     except LayoutError:
         return  # the world-size rule reports why the layout does not divide
     if subject.world_size is None:

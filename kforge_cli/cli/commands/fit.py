@@ -123,8 +123,11 @@ def _suggestions(item: Input, report: FileReport, options: Options) -> list[Any]
                           gpu_memory=None)
         return check_file(item.path, changed, text=item.text).errors == 0
 
-    return list(suggest(subject.job, subject.manifest.parameters, gpu=prediction.gpu,
-                        world_size=prediction.world_size, is_valid=passes_validate))
+    from kforge_cli.fit.predict import frozen_names
+
+    params = subject.manifest.parameters
+    return list(suggest(subject.job, params, gpu=prediction.gpu, world_size=prediction.world_size,
+                        is_valid=passes_validate, frozen=frozen_names(subject.job, params, subject.plan)))
 
 
 def _list_gpus(as_json: bool) -> None:
