@@ -12,6 +12,7 @@ trainer), an interval by ``not (lo <= value < hi)`` (so NaN fails).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -121,7 +122,8 @@ class FieldSpec:
     # value is rejected at load.
     used: tuple[Use, ...] = ()
 
-    @property
+    # Cached: the engine asks for every field of every section of every file.
+    @functools.cached_property
     def has_constraints(self) -> bool:
         return any(v is not None for v in (self.gt, self.ge, self.lt, self.le, self.interval, self.items,
                                            self.divisible_by, self.divides)) or (
@@ -237,9 +239,16 @@ class _Bound:
         return value > limit
 
 
-def _bounds(spec: FieldSpec) -> list[_Bound]:
-    pairs = ((">", spec.gt), (">=", spec.ge), ("<", spec.lt), ("<=", spec.le))
-    return [_Bound(op, limit) for op, limit in pairs if limit is not None]
+def _bounds(spec: FieldSpec) -> tuple[_Bound, ...]:
+    cached = _BOUNDS.get(id(spec))
+    if cached is None or cached[0] is not spec:
+        pairs = ((">", spec.gt), (">=", spec.ge), ("<", spec.lt), ("<=", spec.le))
+        cached = _BOUNDS[id(spec)] = (spec, tuple(_Bound(op, limit) for op, limit in pairs if limit is not None))
+    return cached[1]
+
+
+# FieldSpecs are declared once, at import; their bounds are derived once too.
+_BOUNDS: dict[int, tuple[FieldSpec, tuple[_Bound, ...]]] = {}
 
 
 def requirement_text(spec: FieldSpec, prefix: str = "") -> list[str]:

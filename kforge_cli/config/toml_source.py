@@ -43,12 +43,33 @@ def format_path(path: Path) -> str:
 
 @record
 class TomlSource:
+    """A parsed file. Key positions and comments come from a second, slower scan of the text,
+    made only when a finding needs a line or the file may hold a suppression comment."""
+
     path: str
     text: str
     data: dict[str, Any]
-    positions: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # Every comment outside strings: (line, column of "#", text from "#" to the end of the line).
-    comments: list[tuple[int, int, str]] = field(default_factory=list)
+    _positions: dict[str, tuple[int, int]] | None = field(default=None, repr=False, compare=False)
+    _comments: list[tuple[int, int, str]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def positions(self) -> dict[str, tuple[int, int]]:
+        if self._positions is None:
+            try:
+                self._positions = scan_positions(self.text)
+            except Exception:  # noqa: BLE001 - positions are a convenience; tomllib already accepted the text
+                self._positions = {}
+        return self._positions
+
+    @property
+    def comments(self) -> list[tuple[int, int, str]]:
+        """Every comment outside strings: (line, column of "#", text from "#" to the end of the line)."""
+        if self._comments is None:
+            self._comments = scan_comments(self.text)
+        return self._comments
+
+    def may_hold_suppressions(self) -> bool:
+        return "kforge" in self.text.lower()
 
     def position(self, key: str | None) -> tuple[int | None, int | None]:
         """Line/column of ``key``, else of its nearest written ancestor."""
@@ -124,13 +145,7 @@ def parse_toml_text(path: str, text: str) -> tuple[TomlSource | None, Finding | 
         return None, UNREADABLE_FILE.finding(
             f"invalid TOML: an integer literal is too long to convert ({str(exc).split(';')[0]})", None,
             "write a realistic number; no config value needs thousands of digits", stage=LOAD).at(*where)
-    source = TomlSource(path=path, text=text, data=data)
-    try:
-        source.positions = scan_positions(text)
-    except Exception:  # noqa: BLE001 - positions are a convenience; tomllib already accepted the text
-        source.positions = {}
-    source.comments = scan_comments(text)
-    return source, None
+    return TomlSource(path=path, text=text, data=data), None
 
 
 def _line_column(text: str, index: int) -> tuple[int, int]:

@@ -25,6 +25,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from itertools import compress
 from typing import Any
 
 from kforge_cli.records import record
@@ -185,15 +186,22 @@ class Matcher:
         return selection
 
 
+# bin()'s digits as the bytes 0 and 1, selectors for itertools.compress.
+_BIT_BYTES = bytes.maketrans(b"01", b"\x00\x01")
+
+
+def bit_selectors(mask: int) -> bytes:
+    """One byte per bit of ``mask``, lowest first: 1 where the bit is set (for ``itertools.compress``)."""
+    return bin(mask)[:1:-1].encode().translate(_BIT_BYTES) if mask > 0 else b""
+
+
 def indices(mask: int) -> list[int]:
     """Set bit positions of ``mask``, ascending."""
-    out: list[int] = []
-    while mask:
-        low = mask & -mask
-        out.append(low.bit_length() - 1)
-        mask ^= low
-    return out
+    # compress() walks the selectors in C: on a 3,000-parameter mask ten times faster than
+    # peeling off the lowest bit in a Python loop (benchmarks/bench_core.py).
+    selectors = bit_selectors(mask)
+    return list(compress(range(len(selectors)), selectors))
 
 
 def popcount(mask: int) -> int:
-    return bin(mask).count("1")
+    return mask.bit_count()

@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
 
 from kforge_cli.freeze.describe import Context
-from kforge_cli.freeze.matching import Matcher, indices, popcount
+from kforge_cli.freeze.matching import Matcher, bit_selectors, popcount
 from kforge_cli.freeze.simulate import Analysis, FreezePolicy, SpecRef, analyse
 from kforge_cli.records import record
 
@@ -41,7 +42,9 @@ class ParamRecord:
     stand_in: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        shape = self.shape
+        if type(shape) is not tuple or set(map(type, shape)) - {int}:  # already ints: the usual case
+            object.__setattr__(self, "shape", tuple(int(d) for d in shape))
         if self.numel < 0:
             object.__setattr__(self, "numel", math.prod(self.shape))
 
@@ -226,11 +229,11 @@ class StepState:
 
 
 def _names(mask: int, names: Sequence[str]) -> list[str]:
-    return [names[i] for i in indices(mask)]
+    return list(compress(names, bit_selectors(mask)))
 
 
 def _numel(mask: int, numels: Sequence[int]) -> int:
-    return sum(numels[i] for i in indices(mask))
+    return sum(compress(numels, bit_selectors(mask)))
 
 
 def _cell(mask: int, frozen_mask: int, numels: Sequence[int],

@@ -340,7 +340,7 @@ def _finish(report: FileReport, options: Options, settings: Settings) -> None:
 
     findings = _fold_consequences(unique(report.findings))
     source = report.load.source
-    if source is not None:
+    if source is not None and source.may_hold_suppressions():
         suppressions = parse_suppressions(source.comments)
         if suppressions:
             applied = apply_suppressions(findings, suppressions, [r.code for r in all_rules()])

@@ -30,9 +30,20 @@ def all_rules() -> list[Rule]:
 def all_checks() -> list[Check]:
     """Every engine check, grouped by rule module in RULE_MODULES order, then definition order."""
     load_rule_modules()
-    order = {name: i for i, name in enumerate(RULE_MODULES)}
-    checks = [check for rule in defined_rules() for check in rule.checks]
-    return sorted(checks, key=lambda c: order.get(c.function.__module__.rsplit(".", 1)[-1], len(order)))
+    rules = defined_rules()
+    # Asked once per file: sorted once, again only when a rule or its checks list changes (a plugin, a test).
+    key = tuple((id(rule), id(rule.checks), len(rule.checks)) for rule in rules)
+    cached = _sorted_checks.get(key)
+    if cached is None:
+        order = {name: i for i, name in enumerate(RULE_MODULES)}
+        checks = [check for rule in rules for check in rule.checks]
+        cached = sorted(checks, key=lambda c: order.get(c.function.__module__.rsplit(".", 1)[-1], len(order)))
+        _sorted_checks.clear()
+        _sorted_checks[key] = cached
+    return list(cached)
+
+
+_sorted_checks: dict[tuple[tuple[int, int, int], ...], list[Check]] = {}
 
 
 def find_rule(code: str) -> Rule | None:
