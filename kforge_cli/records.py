@@ -66,6 +66,9 @@ def _make_record(cls: type, *, frozen: bool, eq: bool, with_repr: bool) -> type:
         if getattr(base, "__record_frozen__", frozen) != frozen:
             kind = "frozen" if frozen else "non-frozen"
             raise TypeError(f"cannot inherit {kind} record {cls.__qualname__} from {base.__qualname__}")
+    if not own.get("__doc__"):
+        # dataclass would build one from inspect.signature(cls): a cost at every start, for nothing.
+        cls.__doc__ = cls.__qualname__
     # Field collection, defaults, ordering and mutable-default checks: dataclass itself,
     # with every generated method switched off (frozen handled below, so no exec at all).
     dataclasses.dataclass(cls, init=False, repr=False, eq=False)
