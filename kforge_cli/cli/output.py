@@ -84,7 +84,7 @@ def stdout_console() -> Any:
     if width is None and not sys.stdout.isatty():
         width = UNWRAPPED_WIDTH
     # Created per invocation so in-process tests that swap sys.stdout are honoured.
-    return _Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
+    return _Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False, emoji=False)
 
 
 class NaturalWidth:
@@ -135,7 +135,7 @@ def wrap_words(text: str, width: int | None) -> list[str]:
 def stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(file=sys.stderr, width=_width(), highlight=False, soft_wrap=False)
+    return Console(file=sys.stderr, width=_width(), highlight=False, soft_wrap=False, emoji=False)
 
 
 def print_json(document: Any) -> None:

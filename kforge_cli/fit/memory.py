@@ -252,7 +252,27 @@ def _muon_eligible(shape: tuple[int, ...]) -> bool:
 
 
 def classify(params: Sequence[ParamLike], facts: Facts, layout: Layout, frozen: set[str]) -> list[_Param]:
-    """Where each parameter lives, how TP/EP/FSDP split it, and whether it trains."""
+    """Where each parameter lives, how TP/EP/FSDP split it, and whether it trains.
+
+    ``kforge fit`` tries a dozen changes of batch, accumulation and checkpointing on one
+    layout: the classification of the same parameters is reused (the result is read-only).
+    """
+    key = (id(params), id(frozen), layout, facts.is_vlm, facts.n_layers, facts.is_moe, facts.moe_frequency,
+           facts.arch, facts.param_bytes, facts.encoder_frozen)
+    cached = _CLASSIFIED.get(key)
+    if cached is not None and cached[0] is params and cached[1] is frozen:
+        return cached[2]
+    out = _classify(params, facts, layout, frozen)
+    if len(_CLASSIFIED) > 32:
+        _CLASSIFIED.clear()
+    _CLASSIFIED[key] = (params, frozen, out)  # holding params and frozen keeps their ids from being reused
+    return out
+
+
+_CLASSIFIED: dict[tuple[Any, ...], tuple[Sequence[ParamLike], set[str], list[_Param]]] = {}
+
+
+def _classify(params: Sequence[ParamLike], facts: Facts, layout: Layout, frozen: set[str]) -> list[_Param]:
     prefix = "transformer." if facts.is_vlm else ""
     ranges = stage_layer_ranges(facts.n_layers, layout.pp) if layout.pp > 1 else None
     moe_layers = {i for i in range(facts.n_layers) if facts.is_moe and (i + 1) % facts.moe_frequency == 0}
