@@ -35,11 +35,18 @@ class Suggestion:
 
 
 def apply_overrides(job: Any, overrides: Sequence[str]) -> Any:
-    """A copy of ``job`` with dotted ``section.field=value`` overrides set (values already typed)."""
-    changed = copy.deepcopy(job)
+    """A copy of ``job`` with dotted ``section.field=value`` overrides set (values already typed).
+
+    Only the sections an override touches are copied; the job's other sections are shared, read-only.
+    """
+    changed = copy.copy(job)
+    copied: set[str] = set()
     for item in overrides:
         key, _, text = item.partition("=")
         section_name, _, field_name = key.partition(".")
+        if section_name not in copied:
+            object.__setattr__(changed, section_name, copy.copy(getattr(job, section_name)))
+            copied.add(section_name)
         section = getattr(changed, section_name)
         current = getattr(section, field_name)
         value: Any = text

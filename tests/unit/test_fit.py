@@ -310,3 +310,14 @@ def test_fit_imports_no_torch_numpy_typer_or_rich():
             "bad = [m for m in ('torch', 'numpy', 'typer', 'rich') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_apply_overrides_changes_a_copy_and_shares_the_untouched_sections():
+    from kforge_cli.fit import apply_overrides
+
+    job = _job()
+    batch, accum = job.train.batch_size, job.train.grad_accum_steps
+    changed = apply_overrides(job, [f"train.batch_size={batch * 2}", "train.grad_accum_steps=3"])
+    assert (changed.train.batch_size, changed.train.grad_accum_steps) == (batch * 2, 3)
+    assert (job.train.batch_size, job.train.grad_accum_steps) == (batch, accum)
+    assert changed.model is job.model and changed.train is not job.train
