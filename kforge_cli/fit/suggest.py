@@ -107,18 +107,25 @@ def suggest(job: Any, params: Sequence[ParamLike], *, gpu: GPU, world_size: int,
         frozen = frozen_names(job, params)
     base_layout = resolve_layout(job, world_size)
     base_speed = relative_speed(job, base_layout)
-    found: list[Suggestion] = []
+    fitting: list[Suggestion] = []
     for overrides in _candidates(job, world_size):
         try:
             changed = apply_overrides(job, overrides)
             result = predict(changed, params, gpu=gpu, world_size=world_size, frozen=frozen)
         except (LayoutError, ValueError, AttributeError):
             continue
-        if result.verdict != "fits" or not is_valid(overrides):
+        if result.verdict != "fits":
             continue
         speed = relative_speed(changed, result.layout) / base_speed
-        found.append(Suggestion(overrides, result.memory.peak_gib, result.memory.high_gib, result.verdict, speed))
-    found.sort(key=lambda s: (-round(s.relative_speed, 3), len(s.overrides), s.peak_gib))
+        fitting.append(Suggestion(overrides, result.memory.peak_gib, result.memory.high_gib, result.verdict, speed))
+    fitting.sort(key=lambda s: (-round(s.relative_speed, 3), len(s.overrides), s.peak_gib))
+    # is_valid runs the whole of validate: ask it only about the candidates that would be shown.
+    found: list[Suggestion] = []
+    for candidate in fitting:
+        if len(found) == limit:
+            break
+        if is_valid(candidate.overrides):
+            found.append(candidate)
     if not found:
         more = _more_gpus(job, params, gpu=gpu, world_size=world_size, frozen=frozen)
         if more is not None:

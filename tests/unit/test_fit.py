@@ -262,13 +262,17 @@ def test_suggestions_fit_and_pass_the_validity_check():
             rejected.append(overrides)
         return ok
 
-    found = suggest(job, params, gpu=gpu, world_size=8, is_valid=no_pipeline)
+    found = suggest(job, params, gpu=gpu, world_size=8, is_valid=no_pipeline, limit=100)
     assert found and rejected
     from kforge_cli.fit import apply_overrides
     for suggestion in found:
         assert no_pipeline(suggestion.overrides)
         again = predict(apply_overrides(job, suggestion.overrides), params, gpu=gpu, world_size=8)
         assert again.verdict == "fits" and again.memory.high_gib <= gpu.capacity_gib
+    # The validity check (a whole validate run each) is asked only until enough are found.
+    asked = []
+    first = suggest(job, params, gpu=gpu, world_size=8, limit=1, is_valid=lambda o: asked.append(o) or True)
+    assert len(first) == 1 and asked == [first[0].overrides]
 
 
 @settings(max_examples=25, deadline=None)
