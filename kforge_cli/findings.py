@@ -8,6 +8,7 @@ import the layers above it. Findings are made through their rule
 
 from __future__ import annotations
 
+import re
 from dataclasses import field, replace
 from typing import Any
 
@@ -36,6 +37,14 @@ class Finding:
     stage: str | None = None
     # Structured details for machine consumers (counts, parameter names...).
     data: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # Messages quote values from the file: whatever a rule wrote, no finding prints a
+        # thousand-digit number or runs to megabytes (the key too may be a hostile name).
+        for name in ("message", "hint", "key"):
+            text = getattr(self, name)
+            if text is not None and len(text) > _LONG_DIGITS:
+                object.__setattr__(self, name, bounded_text(text))
 
     @property
     def is_error(self) -> bool:
@@ -79,6 +88,19 @@ def unique(findings: list[Finding]) -> list[Finding]:
 
 # Values from a user's file or checkpoint end up in messages; this keeps any of them short.
 SHOWN_CHARS = 80
+# A message, hint or key longer than this keeps its head and tail.
+MAX_FINDING_TEXT = 4000
+_LONG_DIGITS = 40
+_DIGIT_RUN = re.compile(r"\d{%d,}" % _LONG_DIGITS)
+
+
+def bounded_text(text: str) -> str:
+    """``text`` with runs of digits longer than any real setting summarised, and cut to MAX_FINDING_TEXT."""
+    text = _DIGIT_RUN.sub(lambda m: f"<a {len(m.group()):,}-digit number>", text)
+    if len(text) > MAX_FINDING_TEXT:
+        half = MAX_FINDING_TEXT // 2
+        text = f"{text[:half]} \u2026 [{len(text) - 2 * half:,} characters] \u2026 {text[-half:]}"
+    return text
 # Past this many bits an integer is shown by size: its digits may run to megabytes
 # (and Python refuses to convert past 4,300 digits).
 _INT_BITS_SHOWN = 64

@@ -125,7 +125,7 @@ def parse_override(text: str) -> Override:
         key, raw = spec, "true"  # a bare flag means true, as in the reference
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise OverrideError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. model.dim=512")
+        raise OverrideError(f"--set {shown(text)}: expected KEY=VALUE with a dotted key, e.g. model.dim=512")
     import ast
 
     try:
@@ -303,10 +303,10 @@ class _Layer:
             if ("arch" in raw and new != built and isinstance(new, str) and new not in RESERVED_ARCHS
                     and ("vlm_config", new) in registry):
                 self.warn(ARCH_OVERRIDE_KEEPS_MODEL, _join(key, "arch"),
-                          f"vlm.arch = {new!r} rewrites only the arch string: the reference keeps the "
+                          f"vlm.arch = {shown(new)} rewrites only the arch string: the reference keeps the "
                           f"{cls.__name__} built from the file, so the trainer builds the {built} model (its "
                           f"parameters and vlm.module_patterns) and starts; only the ModalityStrategy of the "
-                          f"forward pass follows {new!r}",
+                          f"forward pass follows {shown(new)}",
                           f"to train a {new} model, set vlm.arch = {json.dumps(new)} in the file itself")
             return cls
         if isinstance(arch, str) and arch in RESERVED_ARCHS:
@@ -407,7 +407,7 @@ class _Layer:
             if isinstance(value, str) and value in choices:
                 return value
             close = close_match(value, [str(c) for c in choices])
-            self.error(INVALID_VALUE, key, f"{key} = {value!r} is not one of {list(choices)}",
+            self.error(INVALID_VALUE, key, f"{key} = {shown(value)} is not one of {list(choices)}",
                        f"did you mean {close!r}?" if close else f"use one of {list(choices)}")
             return self.reject(key)
         inner = _dataclass_in(hint)
@@ -441,14 +441,14 @@ class _Layer:
             return value
         if isinstance(value, str):
             result = value.lower() in ("true", "1", "yes")
-            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a string; the reference reads it as {result}"
+            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a string; the reference reads it as {shown(result)}"
                       + ("" if value.lower() in ("true", "1", "yes", "false", "0", "no") else
                          " (anything but 'true', '1' or 'yes' counts as false)"),
                       f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()} (a TOML boolean)")
             return result
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             result = bool(value)
-            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a number; the reference reads it as {result}",
+            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a number; the reference reads it as {shown(result)}",
                       f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()}")
             return result
         result = bool(value)
@@ -471,21 +471,21 @@ class _Layer:
                 return self.reject(key)
             result = int(value)
             if result == value:
-                self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a float; the reference converts it to {result}",
-                          f"write {name} = {result}")
+                self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a float; the reference converts it to {shown(result)}",
+                          f"write {name} = {shown(result)}")
             else:
-                self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a float; the reference truncates it to {result}",
-                          f"write the integer you mean, e.g. {name} = {round(value)}")
+                self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a float; the reference truncates it to {shown(result)}",
+                          f"write the integer you mean, e.g. {name} = {shown(round(value))}")
             return result
         if isinstance(value, str):
             try:
                 result = int(value)
             except ValueError:
-                self.error(WRONG_TYPE, key, f"{key} = {value!r} is not an integer (the reference's int() fails)",
+                self.error(WRONG_TYPE, key, f"{key} = {shown(value)} is not an integer (the reference's int() fails)",
                            f"write {name} as an integer without quotes")
                 return self.reject(key)
-            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a string; the reference converts it to {result}",
-                      f"write {name} = {result} (no quotes)")
+            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
+                      f"write {name} = {shown(result)} (no quotes)")
             return result
         # The reference keeps such a value as is and fails only where it is used.
         self.error(WRONG_TYPE, key, f"{key} must be an integer, got {_kind(value)}", f"write {name} as an integer",
@@ -504,16 +504,21 @@ class _Layer:
                           f"write a finite value for {name}")
             return value
         if isinstance(value, int):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                self.error(WRONG_TYPE, key, f"{key} = {shown(value)} is too large for a float (the reference's "
+                           "float() raises OverflowError at load)", f"write {name} as a realistic number")
+                return self.reject(key)
         if isinstance(value, str):
             try:
                 result = float(value)
             except ValueError:
-                self.error(WRONG_TYPE, key, f"{key} = {value!r} is not a number (the reference's float() fails)",
+                self.error(WRONG_TYPE, key, f"{key} = {shown(value)} is not a number (the reference's float() fails)",
                            f"write {name} as a number without quotes")
                 return self.reject(key)
-            self.warn(LOSSY_COERCION, key, f"{key} = {value!r} is a string; the reference converts it to {result!r}",
-                      f"write {name} = {result!r} (no quotes)")
+            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
+                      f"write {name} = {shown(result)} (no quotes)")
             return result
         self.error(WRONG_TYPE, key, f"{key} must be a number, got {_kind(value)}", f"write {name} as a number",
                    kept=True)
@@ -539,7 +544,7 @@ class _Layer:
         # Fixed-size numeric tuple (optimizer.betas): the reference converts the
         # container only; its elements must already be numbers for the checks.
         if any(not isinstance(item, (int, float)) or isinstance(item, bool) for item in value):
-            self.error(WRONG_TYPE, key, f"{key} must hold numbers, got {list(value)!r}",
+            self.error(WRONG_TYPE, key, f"{key} must hold numbers, got {shown(list(value))}",
                        f"write {key.rsplit('.', 1)[-1]} = [0.9, 0.95]")
             return self.reject(key)
         if len(value) != len(args):
@@ -557,8 +562,8 @@ class _Layer:
                            "wraps it in a list without converting it, and fails when it is used)",
                            f"write {name} = [{{ ... }}] or use [[{key}]] tables")
                 return self.reject(key)
-            self.warn(LOSSY_COERCION, key, f"{key} is a single value; the reference wraps it into [{value!r}]",
-                      f"write {name} = [{value!r}]")
+            self.warn(LOSSY_COERCION, key, f"{key} is a single value; the reference wraps it into [{shown(value)}]",
+                      f"write {name} = [{shown(value)}]")
             return [value]
         if element is FreezeSpec:
             return [self._freeze_spec(item, f"{key}[{i}]") for i, item in enumerate(value)]
@@ -709,7 +714,7 @@ def _unknown_message(cls: type, key: str, name: str) -> str:
     if not key:
         return f"unknown section [{name}]"
     label = cls.__name__
-    return f"unknown key {key}.{name} ({label} has no field {name!r})"
+    return f"unknown key {key}.{name} ({label} has no field {shown(name)})"
 
 
 def _unknown_hint(cls: type, key: str, name: str) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from kforge_cli.config.vlm import MoMaConfig
 from kforge_cli.findings import Finding
 from kforge_cli.fit.coverage import activation_checkpointing_coverage
-from kforge_cli.rules.rule import ERROR, LOOP, NEEDS_MEMORY, WARNING, Rule, Subject
+from kforge_cli.rules.rule import ERROR, LOOP, NEEDS_MANIFEST, NEEDS_MEMORY, WARNING, Rule, Subject
 
 OUT_OF_MEMORY = Rule(
     "KF601", "out-of-memory", ERROR,
@@ -84,8 +84,10 @@ def _moma_full_is_logged(s: Subject) -> bool:
     return isinstance(s.job.vlm, MoMaConfig) and s.job.train.activation_checkpointing == "full"
 
 
+# Needs the manifest: block counts of a model that cannot be built mean nothing.
 @CHECKPOINTING_WITHOUT_EFFECT.check(stage=None, reads=("train.activation_checkpointing", "vlm.arch",
-                                                       "vlm.cross_attention_every_n_layers", "model.n_layers"))
+                                                       "vlm.cross_attention_every_n_layers", "model.n_layers"),
+                                    needs=(NEEDS_MANIFEST,))
 def checkpointing_reaches_every_block(s: Subject) -> list[Finding]:
     """apply_ac wraps TransformerBlock / Attention only."""
     coverage = activation_checkpointing_coverage(s.job)
