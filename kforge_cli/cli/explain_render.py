@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kforge_cli.cli.output import display, display_path, emit
+from kforge_cli.cli.output import MAX_STAGES_SHOWN, display, display_path, emit
 from kforge_cli.findings import shown
 
 if TYPE_CHECKING:
@@ -266,11 +266,16 @@ def _arch_table(arch: ArchView) -> Table:
     if arch.dropped_aliases:
         table.add_row("", Text(f"vlm.module_patterns leaves out {', '.join(arch.dropped_aliases)}: freeze specs "
                                "naming them become raw patterns", style="yellow"))
-    stages = [("at build", arch.freeze)] + [(f"step {s['start_step']}", s["specs"]) for s in arch.freeze_schedule]
+    stages = [("at build", arch.freeze)] + [(f"step {s['start_step']}", s["specs"])
+                                            for s in arch.freeze_schedule[:MAX_STAGES_SHOWN]]
     for i, (when, specs) in enumerate(stages):
         words = ", ".join(f"{s['module']} {'frozen' if s['frozen'] else 'trainable'}"
                           if isinstance(s, dict) else format_value(s) for s in specs) or "nothing"
         table.add_row("freeze" if i == 0 else "", Text.assemble((f"{when}: ", "bold"), display(words)))
+    hidden = len(arch.freeze_schedule) - MAX_STAGES_SHOWN
+    if hidden > 0:
+        table.add_row("", Text(f"\u2026 and {hidden:,} more stages (kforge freeze-plan --step N shows any step)",
+                               style="yellow"))
     return table
 
 
@@ -377,10 +382,13 @@ def _params_table(p: ParamCounts) -> Any:
     if unsure:
         trainable_note += f"; the unbuilt {' and '.join(unsure)} may also train"
     row("trainable at step 0", p.trainable_at_step_0, trainable_note)
-    for stage in p.later_stages:
+    for stage in p.later_stages[:MAX_STAGES_SHOWN]:
         total = stage.trainable + stage.frozen
         share = f"{100 * stage.trainable / total:.1f}% of the built parameters" if total else ""
         row(f"  from step {stage.start_step}", stage.trainable, share)
+    hidden = len(p.later_stages) - MAX_STAGES_SHOWN
+    if hidden > 0:
+        table.add_row(Text(f"  \u2026 and {hidden:,} more stages", style="yellow"), "", "", "")
     return table
 
 

@@ -19,7 +19,13 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from kforge_cli.cli.output import NaturalWidth, display, display_path, emit
+from kforge_cli.cli.output import (
+    MAX_STAGES_SHOWN,
+    NaturalWidth,
+    display,
+    display_path,
+    emit,
+)
 from kforge_cli.cli.reporters import json_path
 from kforge_cli.findings import Finding
 from kforge_cli.freeze.plan import (
@@ -198,7 +204,8 @@ def plan_table(plan: FreezePlan) -> Table:
     """One column per stage, one row per alias and top-level module, and a totals row."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     table.add_column("", no_wrap=True)
-    changes = [_stage_changes(plan, i) for i in range(len(plan.stages))]
+    shown = len(_shown_stages(plan))
+    changes = [_stage_changes(plan, i) for i in range(shown)]
     for i, change in enumerate(changes):
         longest_word = max((len(word) for word in change.plain.split()), default=0)
         table.add_column(_stage_heading(plan, i), min_width=max(11, min(longest_word, _LONGEST_UNBROKEN_WORD)),
@@ -206,13 +213,27 @@ def plan_table(plan: FreezePlan) -> Table:
     if any(change.plain for change in changes):
         table.add_row(Text("changes", style="dim italic"), *changes)
         table.add_section()
-    _add_row_groups(table, plan, lambda i, row: row.cells)
+    _add_row_groups(table, plan, lambda i, row: row.cells[:shown])
     table.add_section()
     table.add_row(Text("trainable", style="bold"),
                   *[_totals_text(s.trainable_numel, s.trainable_numel + s.frozen_numel,
                                  s.trainable_count, s.trainable_count + s.frozen_count, bool(plan.unknown))
-                    for s in plan.stages])
+                    for s in plan.stages[:shown]])
     return table
+
+
+def _shown_stages(plan: FreezePlan) -> list[Any]:
+    """The stages a table has columns for: every one, up to MAX_STAGES_SHOWN."""
+    return plan.stages[:MAX_STAGES_SHOWN]
+
+
+def _more_stages_note(plan: FreezePlan) -> Text | None:
+    hidden = len(plan.stages) - MAX_STAGES_SHOWN
+    if hidden <= 0:
+        return None
+    first = plan.stages[MAX_STAGES_SHOWN].start_step
+    return Text(f"\u2026 and {hidden:,} more stages from step {first} on, not shown: `--step N` shows the state at "
+                "any step, `--format json` lists every stage", style="yellow")
 
 
 def _add_row_groups(table: Table, plan: FreezePlan,
@@ -244,7 +265,7 @@ def params_table(plan: FreezePlan, step: int | None = None) -> Table:
     if step is None:
         columns = [(s.step_range, set(s.frozen),
                     _differing(s.frozen, s.fresh_run_frozen) | _differing(s.frozen, s.resume_frozen))
-                   for s in plan.stages]
+                   for s in _shown_stages(plan)]
     else:
         at = state_at_step(plan, step)
         columns = [("plan", set(at.frozen), set())]
@@ -310,7 +331,8 @@ def step_table(plan: FreezePlan, step: int) -> Table:
 def finding_renderables(findings: Sequence[Finding], indent: str = "  ") -> list[RenderableType]:
     from kforge_cli.cli.reporters import finding_lines
 
-    return [line for f in findings for line in finding_lines(f, indent)]
+    return [line for i, f in enumerate(findings)
+            for line in finding_lines(f, indent, findings[i - 1] if i else None)]
 
 
 def report_renderables(report: PlanReport, *, params: bool = False,
@@ -332,6 +354,9 @@ def report_renderables(report: PlanReport, *, params: bool = False,
             out.append(step_table(plan, step))
         else:
             out.append(plan_table(plan))
+        more = _more_stages_note(plan) if step is None else None
+        if more is not None:
+            out.append(Padding(more, (0, 0, 0, 2)))
         if not params and step is None:
             out.append(Padding(Text("cells: state, then parameters \u00b7 elements; '!' marks a boundary where "
                                     "the trainer ends differently (see findings)", style="dim"), (0, 0, 0, 2)))

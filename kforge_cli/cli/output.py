@@ -43,6 +43,10 @@ def display_path(path: str) -> str:
     return shown
 
 
+# Tables show this many freeze stages; a schedule of thousands is summarised, not tabulated.
+MAX_STAGES_SHOWN = 8
+
+
 def _width() -> int | None:
     # COLUMNS pins the width (golden tests, CI logs); otherwise Rich asks the terminal.
     value = os.environ.get("COLUMNS", "")

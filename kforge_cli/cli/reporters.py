@@ -67,11 +67,16 @@ class Hanging:
         return Measurement(self.indent + min(longest, 20), self.indent + len(self.text.plain))
 
 
-def finding_lines(finding: Finding, indent: str = "  ") -> list[Any]:
+# A fix the previous finding already gave is not printed again (twenty unknown keys of one
+# section share the list of its valid keys).
+SAME_FIX = "as above"
+
+
+def finding_lines(finding: Finding, indent: str = "  ", previous: Finding | None = None) -> list[Any]:
     from rich.text import Text
 
     where = f"{finding.line}:{finding.column or 1}" if finding.line else "-"
-    head = Text.assemble(indent, (f"{where:<7}", "dim"), (f"{finding.severity:<8}", SEVERITY_STYLE.get(finding.severity, "")),
+    head = Text.assemble(indent, (f"{where:<6} ", "dim"), (f"{finding.severity:<8}", SEVERITY_STYLE.get(finding.severity, "")),
                          (f"{finding.code}  ", "bold"), (display(finding.key or ""), "magenta"))
     if finding.stage and finding.severity == ERROR:
         head.append(f"  (fails at: {finding.stage})", style="dim")
@@ -79,14 +84,17 @@ def finding_lines(finding: Finding, indent: str = "  ") -> list[Any]:
     pad = len(indent) + 15
     lines: list[Any] = [head, Hanging(Text(display(finding.message)), pad)]
     if finding.hint:
-        lines.append(Hanging(Text.assemble(("fix: ", "green"), display(finding.hint)), pad))
+        repeated = previous is not None and previous.hint == finding.hint and len(finding.hint) > len(SAME_FIX)
+        lines.append(Hanging(Text.assemble(("fix: ", "green"), SAME_FIX if repeated else display(finding.hint)), pad))
     return lines
 
 
 def print_findings(console: Console, findings: Sequence[Finding], indent: str = "  ") -> None:
+    previous = None
     for finding in findings:
-        for line in finding_lines(finding, indent):
+        for line in finding_lines(finding, indent, previous):
             emit(console, line)
+        previous = finding
 
 
 def render_text(console: Console, reports: Sequence[FileReport], *, show_suppressed: bool = False) -> None:

@@ -10,6 +10,7 @@ and keeps going, so one run reports every problem in the file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import shlex
@@ -60,6 +61,11 @@ FILE, OVERRIDE, DEFAULT = "file", "override", "default"
 
 # Sentinel: the reference would raise on this value; the previous value stays.
 _REJECTED = object()
+# Unknown keys that get a typo search for their fix; the output shows no more of them anyway
+# (the engine's MAX_FINDINGS_PER_RULE), and the search per key adds up on a hostile file.
+DETAILED_UNKNOWN_KEYS = 20
+# Past this many a file's unknown keys are only counted: their findings would never be shown.
+REPORTED_UNKNOWN_KEYS = 1000
 
 
 @record(frozen=True)
@@ -198,6 +204,8 @@ class _Layer:
     def __init__(self, origin: str, result: LoadResult) -> None:
         self.origin = origin
         self.result = result
+        self._unknown_count = 0
+        self._unreported = 0
 
     # -- reporting -----------------------------------------------------------
 
@@ -326,6 +334,14 @@ class _Layer:
         return JointDecoderConfig
 
     def _reject_unknown(self, cls: type, raw: dict[str, Any], key: str) -> None:
+        self._reject_unknown_keys(cls, raw, key)
+        if self._unreported:
+            where = f"[{key}]" if key else "the file"
+            self.error(UNKNOWN_KEY, key, f"\u2026 and {self._unreported:,} more unknown keys in {where}",
+                       "remove them", omitted=self._unreported)
+            self._unreported = 0
+
+    def _reject_unknown_keys(self, cls: type, raw: dict[str, Any], key: str) -> None:
         known = {f.name for f in dataclasses.fields(cls)}
         grouped = self._reject_misplaced_groups(cls, [n for n in raw if n not in known], key)
         for name in raw:
@@ -342,6 +358,15 @@ class _Layer:
                            "key of ModelConfig",
                            f"run `kforge convert --in-place {shlex.quote(self.result.path)}` to move it to "
                            "[vision_encoder] / [adapter] / [vlm]")
+                self.reject(sub)
+                continue
+            self._unknown_count += 1
+            if self._unknown_count > REPORTED_UNKNOWN_KEYS:
+                self._unreported += 1  # counted in one finding, see _reject_unknown
+                continue
+            if self._unknown_count > DETAILED_UNKNOWN_KEYS:
+                # Past this many, only a count reaches the output: skip the typo search.
+                self.error(UNKNOWN_KEY, sub, _unknown_message(cls, key, name), "remove it")
                 self.reject(sub)
                 continue
             hint, intended = _unknown_hint(cls, key, name)
@@ -700,6 +725,7 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+@functools.cache  # the job's sections are fixed; asked once per unknown key
 def _section_fields() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     hints = _type_hints(JobConfig)
@@ -708,6 +734,11 @@ def _section_fields() -> dict[str, set[str]]:
         if inner is not None:
             out[f.name] = {g.name for g in dataclasses.fields(inner)}
     return out
+
+
+@functools.cache
+def _field_names(cls: type) -> list[str]:
+    return sorted(f.name for f in dataclasses.fields(cls))
 
 
 def _unknown_message(cls: type, key: str, name: str) -> str:
@@ -719,7 +750,7 @@ def _unknown_message(cls: type, key: str, name: str) -> str:
 
 def _unknown_hint(cls: type, key: str, name: str) -> tuple[str, str | None]:
     """The fix for an unknown key, and the key it most likely meant (its value then never arrived)."""
-    known = sorted(f.name for f in dataclasses.fields(cls))
+    known = _field_names(cls)
     if not key:
         close = close_match(name, known)
         return (f"did you mean [{close}]?", close) if close else (f"sections: {', '.join(known)}", None)

@@ -9,6 +9,7 @@ pathological nesting cannot overflow the stack.
 
 from __future__ import annotations
 
+import bisect
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +28,11 @@ from kforge_cli.rules.loading import UNREADABLE_FILE
 from kforge_cli.rules.rule import LOAD
 
 MAX_CONFIG_BYTES = 8 * 1024 * 1024  # job configs are kilobytes; anything this big is not one
+# Real keys have a handful of parts (vlm.module_patterns.vision_encoder); positions stop here.
+MAX_KEY_PARTS = 64
+# Elements of an array that get a position of their own; later ones (a schedule of 30,000
+# stages) are placed at the array, so a hostile file cannot make the scan record millions.
+MAX_ARRAY_POSITIONS = 1000
 
 Path = tuple  # components: str (key) or int (array index)
 
@@ -73,6 +79,8 @@ class TomlSource:
 
     def position(self, key: str | None) -> tuple[int | None, int | None]:
         """Line/column of ``key``, else of its nearest written ancestor."""
+        if key and key.count(".") >= MAX_KEY_PARTS:
+            key = ".".join(key.split(".", MAX_KEY_PARTS)[:MAX_KEY_PARTS])  # deeper parts are never recorded
         while key:
             found = self.positions.get(key)
             if found:
@@ -120,6 +128,13 @@ _LOCATION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def parse_toml_text(path: str, text: str) -> tuple[TomlSource | None, Finding | None]:
+    deep = too_deep_key(text)
+    if deep is not None:
+        return None, UNREADABLE_FILE.finding(
+            f"{path} has a key of more than {MAX_KEY_PARTS} dotted parts; no job config has one, and TOML "
+            "parsers take time and memory quadratic in its length", None,
+            "remove the key (a job config's keys have at most a few parts, e.g. vlm.module_patterns.adapter)",
+            stage=LOAD).at(*_line_column(text, deep))
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -383,10 +398,12 @@ class TomlScanner:
         return self.skip_blank(i)
 
     def value_end(self, i: int, path: str | None = None,
-                  record: Callable[[str, int], None] | None = None) -> int:
+                  record: Callable[[str, int], None] | None = None,
+                  on_keys: Callable[[list[KeyPart]], None] | None = None) -> int:
         """Just past the value starting at ``i``.  With ``record``, every array
         element and inline-table key inside it is reported under ``path``
-        (``path[0]``, ``path.key``) as it is met."""
+        (``path[0]``, ``path.key``) as it is met; ``on_keys`` gets the parts of
+        every inline-table key."""
         text, n = self.text, self.n
         stack: list[list[Any]] = []  # [closing bracket, path, next array index]
 
@@ -414,14 +431,17 @@ class TomlScanner:
                 stack.pop()
             elif frame[0] == "]":
                 element = None
-                if record is not None:
+                if record is not None and frame[1] is not None and frame[2] < MAX_ARRAY_POSITIONS:
                     element = f"{frame[1]}[{frame[2]}]"
                     record(element, i)
                 frame[2] += 1
                 i = open_or_skip(i, element)
             else:
                 keys, key_end = self.read_key(i)
-                target = _record_key(frame[1], keys, record) if record is not None else None
+                if on_keys is not None:
+                    on_keys(keys)
+                target = (_record_key(frame[1], keys, record)
+                          if record is not None and frame[1] is not None else None)
                 i = open_or_skip(self._past_equals(key_end), target)
         return i
 
@@ -479,6 +499,39 @@ class TomlScanner:
             pos = statement.end
 
 
+# Some run of MAX_KEY_PARTS dotted parts: cheap to search for (no nested repetition to
+# backtrack through), and absent from every real config.
+_DOTTED_RUN = re.compile(r"""(?:\.[ \t]*(?:[\w-]+|"[^"\n]*"|'[^'\n]*')[ \t]*){%d}""" % MAX_KEY_PARTS)
+
+
+def too_deep_key(text: str) -> int | None:
+    """Offset of a key with more than MAX_KEY_PARTS dotted parts, if any.
+
+    tomllib spends quadratic time and memory on such a key (30,000 parts: 15 s and 5 GB),
+    so it is found before parsing: a regex finds candidates, the scanner confirms them
+    (the run may sit inside a string value)."""
+    if text.count(".") < MAX_KEY_PARTS or _DOTTED_RUN.search(text) is None:
+        return None
+    scanner = TomlScanner(text)
+    found: list[int] = []
+
+    def check(keys: list[KeyPart]) -> None:
+        if len(keys) > MAX_KEY_PARTS and not found:
+            found.append(keys[0].start)
+
+    try:
+        for statement in scanner.statements():
+            if statement.keys:
+                check(statement.keys)
+            if statement.kind == "entry":
+                scanner.value_end(statement.value_start, on_keys=check)
+            if found:
+                return found[0]
+    except ValueError:
+        return None  # not TOML the scanner follows: tomllib will say why
+    return None
+
+
 def scan_statements(text: str) -> list[Statement]:
     return list(TomlScanner(text).statements())
 
@@ -488,12 +541,16 @@ def scan_statements(text: str) -> list[Statement]:
 
 
 def _record_key(base: str, keys: list[KeyPart], record: Callable[[str, int], None]) -> str:
-    """Report every dotted prefix of ``base`` + ``keys``; returns the full key.
-    Keys are carried as formatted strings and extended in place, so a key with
-    thousands of dotted parts stays cheap."""
+    """Report the dotted prefixes of ``base`` + ``keys``, up to MAX_KEY_PARTS parts; returns the
+    longest one recorded. A hostile key of thousands of parts would otherwise store a quadratic
+    amount of text (30,000 parts: gigabytes); anything deeper is placed at its recorded prefix."""
     target = base
+    depth = base.count(".") + 1 if base else 0
     for part in keys:
+        if depth >= MAX_KEY_PARTS:
+            break
         target = f"{target}.{part.name}" if target else part.name
+        depth += 1
         record(target, part.start)
     return target
 
@@ -507,14 +564,8 @@ class _Positions:
         self.positions: dict[str, tuple[int, int]] = {}
 
     def where(self, index: int) -> tuple[int, int]:
-        lo, hi = 0, len(self.line_starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.line_starts[mid] <= index:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo + 1, index - self.line_starts[lo] + 1
+        line = bisect.bisect_right(self.line_starts, index) - 1
+        return line + 1, index - self.line_starts[line] + 1
 
     def record(self, key: str, index: int) -> None:
         if key not in self.positions:  # the first place a key is written wins

@@ -14,7 +14,7 @@ from typing import Any
 
 from kforge_cli.freeze.matching import alias_patterns, indices, popcount
 from kforge_cli.freeze.simulate import CONSTRUCTION, FreezePolicy, SpecRef, StageRef
-from kforge_cli.freeze.units import human_count, plural
+from kforge_cli.freeze.units import human_count, listed, plural
 from kforge_cli.records import record
 
 _EXAMPLES = 3
@@ -124,7 +124,7 @@ def toml_list(items: Sequence[str]) -> str:
 
 
 def specs_text(stage: StageRef) -> str:
-    return ", ".join(spec.label() for spec in stage.specs) or "no specs"
+    return listed([spec.label() for spec in stage.specs], ", ", limit=8, noun="more specs") or "no specs"
 
 
 def writer_text(writer: SpecRef | str | None, ctx: Context, *, with_stage: bool = True) -> str:

@@ -86,7 +86,7 @@ def _unknown_parts(unknown: Iterable[Any]) -> list[UnknownPart]:
     return out
 
 
-@record(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per row and stage: the generated __init__ is faster
 class RowCell:
     state: str  # frozen | trainable | partial | empty | unknown
     frozen_count: int
@@ -312,12 +312,14 @@ def plan_freeze(params: Iterable[Any], vlm: Any, max_steps: int | None, *,
 
     boundaries = analysis.boundaries
     stages: list[StagePlan] = []
+    specs_starting: dict[int, list[SpecRef]] = {}
+    for stage in policy.ordered_stages:
+        specs_starting.setdefault(stage.start_step, []).extend(stage.specs)
     for i, boundary in enumerate(boundaries):
         design = analysis.design[boundary].state
         fresh = analysis.fresh.get(boundary)
         resumed = analysis.resume.get(boundary)
-        new_specs = [s for stage in policy.ordered_stages if stage.start_step == boundary
-                     for s in stage.specs]
+        new_specs = list(specs_starting.get(boundary, ()))
         if i == 0:
             new_specs = [*policy.base, *new_specs]
         stages.append(StagePlan(

@@ -17,6 +17,8 @@ component (True frozen, False trainable, None partly/uncertain).
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field
 from typing import Any
@@ -128,31 +130,50 @@ class FreezePolicy:
                 stages.append(StageRef(i, start, tuple(specs)))
         return cls(arch, tuple(base), tuple(stages), patterns, bool(raw_schedule))
 
-    @property
+    # Cached: asked per boundary, and a schedule may have thousands of stages.
+    @functools.cached_property
     def ordered_stages(self) -> list[StageRef]:
         # Stable: equal start_steps (a loader error) keep their config order,
         # as Python's sorted() does in effective_freeze.
         return sorted(self.stages, key=lambda s: s.start_step)
 
     def boundaries(self) -> list[int]:
-        return sorted({0, *(s.start_step for s in self.stages)})
+        return list(self._boundaries)
+
+    @functools.cached_property
+    def _boundaries(self) -> tuple[int, ...]:
+        return tuple(sorted({0, *(s.start_step for s in self.stages)}))
 
     def all_specs(self) -> list[SpecRef]:
         return [*self.base, *(spec for stage in self.stages for spec in stage.specs)]
 
     def effective_specs(self, step: int) -> list[SpecRef]:
         """``effective_freeze(step, base, schedule)``: one spec per module key."""
+        boundaries = self._boundaries
+        at = bisect.bisect_right(boundaries, step) - 1
+        if at < 0:  # before every stage: only the base specs (one per module)
+            return list({spec.module: spec for spec in self.base}.values())
+        return list(self._effective_by_boundary[at])
+
+    @functools.cached_property
+    def _effective_by_boundary(self) -> list[tuple[SpecRef, ...]]:
+        # One pass over the stages, a snapshot per boundary: effective_freeze for every
+        # boundary without re-walking the schedule each time (quadratic in its length).
         by_module: dict[str, SpecRef] = {}
         for spec in self.base:
             by_module[spec.module] = spec
-        for stage in self.ordered_stages:
-            if stage.start_step > step:
-                break
-            for spec in stage.specs:
-                # Re-assigning a key keeps its original position: this is
-                # why resume order is per alias rather than per time.
-                by_module[spec.module] = spec
-        return list(by_module.values())
+        snapshots: list[tuple[SpecRef, ...]] = []
+        stages = self.ordered_stages
+        next_stage = 0
+        for boundary in self._boundaries:
+            while next_stage < len(stages) and stages[next_stage].start_step <= boundary:
+                for spec in stages[next_stage].specs:
+                    # Re-assigning a key keeps its original position: this is
+                    # why resume order is per alias rather than per time.
+                    by_module[spec.module] = spec
+                next_stage += 1
+            snapshots.append(tuple(by_module.values()))
+        return snapshots
 
     def is_alias(self, module: str) -> bool:
         return module in self.module_patterns
@@ -282,10 +303,11 @@ def analyse(policy: FreezePolicy, matcher: Matcher, frozen_at_construction: Sequ
     design: dict[int, Trace] = {}
     effects: list[StageEffect] = []
     running = build.fork()
-    pending = list(ordered)
+    next_stage = 0
     for boundary in boundaries:
-        while pending and pending[0].start_step <= boundary:
-            stage = pending.pop(0)
+        while next_stage < len(ordered) and ordered[next_stage].start_step <= boundary:
+            stage = ordered[next_stage]
+            next_stage += 1
             before = running.state
             running.apply_all(stage.specs)
             effects.append(StageEffect(stage, before, running.state))
@@ -296,9 +318,11 @@ def analyse(policy: FreezePolicy, matcher: Matcher, frozen_at_construction: Sequ
 
     fresh_running = build.fork()
     fired = [s for s in ordered if s.start_step >= 1]
+    next_fired = 0
     for boundary in boundaries:
-        while fired and fired[0].start_step <= boundary:
-            fresh_running.apply_all(fired.pop(0).specs)
+        while next_fired < len(fired) and fired[next_fired].start_step <= boundary:
+            fresh_running.apply_all(fired[next_fired].specs)
+            next_fired += 1
         analysis.fresh[boundary] = fresh_running.fork() if analysis.reached(boundary) else None
 
     for boundary in boundaries:

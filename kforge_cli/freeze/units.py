@@ -1,4 +1,4 @@
-"""Short human-readable numbers for parameter counts (1.2M, 6.7B)."""
+"""Short human-readable numbers for parameter counts (1.2M, 6.7B), and bounded lists for messages."""
 
 from __future__ import annotations
 
@@ -22,3 +22,10 @@ def human_count(n: int) -> str:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def listed(items: list[str], separator: str = "; ", limit: int = 5, noun: str = "more") -> str:
+    """``items`` joined, the first ``limit`` of them: a schedule of 30,000 stages is one line, not a page."""
+    if len(items) <= limit:
+        return separator.join(items)
+    return separator.join(items[:limit]) + f"{separator}and {len(items) - limit:,} {noun}"

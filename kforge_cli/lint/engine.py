@@ -49,6 +49,7 @@ from kforge_cli.rules.rule import (
     NEEDS_WORLD_SIZE,
     STAGES,
     Check,
+    KeyIndex,
     Subject,
     blocked,
     touches,
@@ -101,13 +102,14 @@ class FileReport:
     model_error: Any = None  # the ModelBuildError that stopped the model build, if any
     internal_error: BaseException | None = None  # a bug in kforge hit while checking this file
 
+    # A summary of omitted findings counts for every finding it stands for.
     @property
     def errors(self) -> int:
-        return sum(1 for f in self.findings if f.severity == ERROR)
+        return sum(f.data.get("omitted", 1) for f in self.findings if f.severity == ERROR)
 
     @property
     def warnings(self) -> int:
-        return sum(1 for f in self.findings if f.severity == WARNING)
+        return sum(f.data.get("omitted", 1) for f in self.findings if f.severity == WARNING)
 
     @property
     def valid(self) -> bool:
@@ -203,13 +205,14 @@ def _run_stages(report: FileReport, subject: Subject, options: Options) -> None:
     from kforge_cli.rules import all_checks
 
     checks = all_checks()
+    bad = KeyIndex()  # grows as stages reject keys; rebuilt from scratch it was quadratic on hostile files
     for stage in (*STAGES[1:], None):
         if stage == LOOP:
             _plan(report, subject)
             _predict_memory(report, subject, options)
         elif stage == CHECKPOINT and options.model_ckpt:
             _read_checkpoint(report, subject, options.model_ckpt)
-        bad = _bad_keys(report)
+        bad.add(_bad_keys(report))
         for check in checks:
             if check.stage == stage and _ready(check, subject) and not blocked(check, bad):
                 report.findings.extend(check.run(subject))
@@ -252,7 +255,7 @@ def _build_model(report: FileReport, subject: Subject, options: Options) -> None
             f"parameter-level checks skipped, the model was not built: {exc.message}", exc.key, exc.hint))
     except ModelBuildError as exc:
         report.model_error = exc
-        already_reported = exc.key is not None and any(touches(exc.key, key) for key in bad)
+        already_reported = exc.key is not None and KeyIndex(bad).touches(exc.key)
         if not already_reported:
             report.findings.append(MODEL_BUILD_FAILS.finding(
                 f"building the model fails: {exc.message}", exc.key, exc.hint or "fix the field named here",
@@ -347,7 +350,47 @@ def _finish(report: FileReport, options: Options, settings: Settings) -> None:
             findings = applied.kept + applied.unused
             report.suppressed = applied.suppressed
     selection = RuleSelection((settings.selection, options.selection))
-    report.findings = ordered(f for f in findings if selection.enabled(f.code))
+    enabled: dict[str, bool] = {}  # per code: a file may hold thousands of findings of one rule
+
+    def shown(code: str) -> bool:
+        if code not in enabled:
+            enabled[code] = selection.enabled(code)
+        return enabled[code]
+
+    report.findings = _capped(ordered(f for f in findings if shown(f.code)))
+
+
+# A file with 300,000 unknown keys is one mistake, not 300,000 lines of output: each rule
+# shows this many findings per file, then one line that counts the rest.
+MAX_FINDINGS_PER_RULE = 20
+
+
+def _capped(findings: list[Finding]) -> list[Finding]:
+    shown: dict[str, int] = {}
+    hidden: dict[str, int] = {}
+    counts: dict[str, Finding] = {}
+    out: list[Finding] = []
+    for finding in findings:
+        count = shown.get(finding.code, 0)
+        omitted = finding.data.get("omitted")
+        if omitted is not None:  # a count made earlier (the loader's): folded into the one below
+            hidden[finding.code] = hidden.get(finding.code, 0) + omitted
+            counts.setdefault(finding.code, finding)
+        elif count < MAX_FINDINGS_PER_RULE:
+            shown[finding.code] = count + 1
+            out.append(finding)
+        else:
+            hidden[finding.code] = hidden.get(finding.code, 0) + 1
+    for code, more in hidden.items():
+        last = next((f for f in reversed(out) if f.code == code), None)
+        if last is None:  # only a count of this rule: keep it as it was made
+            out.append(counts[code])
+            continue
+        summary = Finding(code, last.severity, f"\u2026 and {more:,} more {code} findings in this file, "
+                          f"like the {shown[code]} above", hint="fix those and run again",
+                          stage=last.stage, data={"omitted": more})
+        out.insert(out.index(last) + 1, summary)
+    return out
 
 
 def _fold_consequences(findings: list[Finding]) -> list[Finding]:
@@ -355,10 +398,14 @@ def _fold_consequences(findings: list[Finding]) -> list[Finding]:
     explained = [(f, key) for f in findings for key in f.data.get("explains", ())]
     if not explained:
         return findings
+    index = KeyIndex(key for _, key in explained)
     out = []
     for finding in findings:
-        cause = next((root for root, key in explained
-                      if root is not finding and finding.key and touches(finding.key, key)), None)
+        # The index finds candidates in constant time; the scan confirms the cause is another finding.
+        cause = None
+        if finding.key and index.touches(finding.key):
+            cause = next((root for root, key in explained
+                          if root is not finding and touches(finding.key, key)), None)
         if cause is None:
             out.append(finding)
     return out

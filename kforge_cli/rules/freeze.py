@@ -38,7 +38,7 @@ from kforge_cli.freeze.simulate import (
     StageRef,
     Trace,
 )
-from kforge_cli.freeze.units import human_count, plural
+from kforge_cli.freeze.units import human_count, listed, plural
 from kforge_cli.manifest.result import CHECKPOINT_WRAPPED
 from kforge_cli.records import record
 from kforge_cli.rules.loading import WRONG_TYPE
@@ -269,10 +269,11 @@ def resume_divergence_findings(a: Analysis, ctx: Context) -> list[Finding]:
             state = "frozen" if resumed.state.unknown[i] else "trainable"
             parts.append(f"{state} after the resume, unlike the plan: the unbuilt component "
                          f"{ctx.unknown_prefixes[i]!r}")
-        order = ", ".join(f"{s.label()} [{s.key}]" for s in a.policy.effective_specs(boundary))
+        order = listed([f"{s.label()} [{s.key}]" for s in a.policy.effective_specs(boundary)], ", ",
+                       limit=12, noun="more specs")
         message = (
             f"Resuming from a checkpoint saved at step {boundary} (plan {stage_label(boundary, ctx)}) "
-            f"ends with a different frozen set; {'; '.join(parts)}. On resume the trainer re-applies "
+            f"ends with a different frozen set; {listed(parts)}. On resume the trainer re-applies "
             f"effective_freeze({boundary}), which keeps one spec per module key in the order the key "
             f"first appeared, not in time order: {order}.")
         key = "vlm.freeze_schedule"
@@ -364,7 +365,7 @@ def never_updated_findings(a: Analysis, ctx: Context) -> list[Finding]:
                 else f"in a run resumed at step {entry.first_step} or later")
         message = (
             f"{writer_text(writer, ctx)} makes trainable what the optimizer was built without: "
-            f"{' and '.join(what)}, frozen at build time by {'; '.join(causes)}. build_optimizer keeps "
+            f"{' and '.join(what)}, frozen at build time by {listed(causes)}. build_optimizer keeps "
             "only parameters with requires_grad=True after the build-time freeze, so "
             f"{when} these receive gradients but are never updated.")
         spec_writers = sorted({w for w in build_writers if isinstance(w, SpecRef)}, key=lambda w: w.key)
@@ -428,14 +429,17 @@ def nothing_trainable_findings(a: Analysis, ctx: Context) -> list[Finding]:
     if a.max_steps is not None and a.max_steps < 1:
         return []
     checks: list[tuple[int, Trace, StageRef | None]] = [(1, a.build, None)]
-    ordered = [s for s in a.policy.ordered_stages if s.start_step >= 1]
+    last_starting: dict[int, StageRef] = {}
+    for stage in a.policy.ordered_stages:
+        if stage.start_step >= 1:
+            last_starting[stage.start_step] = stage
     for boundary in a.boundaries:
         if boundary < 1 or (a.max_steps is not None and boundary >= a.max_steps):
             continue
         trace = a.fresh.get(boundary)
-        fired = [s for s in ordered if s.start_step == boundary]
-        if trace is not None and fired:
-            checks.append((boundary + 1, trace, fired[-1]))
+        fired = last_starting.get(boundary)
+        if trace is not None and fired is not None:
+            checks.append((boundary + 1, trace, fired))
     for step, trace, stage in checks:
         if not all_frozen(trace):
             continue
@@ -618,7 +622,8 @@ def compiled_stage_findings(a: Analysis, ctx: Context) -> list[Finding]:
         "train.compile_model = true: the training loop's FreezeStage hook and the re-freeze after a resume call "
         "apply_freeze_specs on the torch.compile wrapper, whose parameter names start with "
         f"{COMPILED_PREFIX!r}, so patterns without a leading '*' match nothing there. In a real run "
-        f"{'; '.join(affected)} therefore leave{'s' if len(affected) == 1 else ''} {ctx.describe(lost_all)} as "
+        f"{listed(affected, noun='more stages')} therefore leave{'s' if len(affected) == 1 else ''} "
+        f"{ctx.describe(lost_all)} as "
         "the build-time freeze set them (that freeze runs before compiling and works), and a resumed run keeps "
         "only the build-time freeze. The freeze plan and the other freeze findings describe the uncompiled "
         "module, as the recorded reference runs do.")

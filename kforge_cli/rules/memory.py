@@ -10,7 +10,15 @@ from __future__ import annotations
 from kforge_cli.config.vlm import MoMaConfig
 from kforge_cli.findings import Finding
 from kforge_cli.fit.coverage import activation_checkpointing_coverage
-from kforge_cli.rules.rule import ERROR, LOOP, NEEDS_MANIFEST, NEEDS_MEMORY, WARNING, Rule, Subject
+from kforge_cli.rules.rule import (
+    ERROR,
+    LOOP,
+    NEEDS_MANIFEST,
+    NEEDS_MEMORY,
+    WARNING,
+    Rule,
+    Subject,
+)
 
 OUT_OF_MEMORY = Rule(
     "KF601", "out-of-memory", ERROR,

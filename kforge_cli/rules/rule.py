@@ -17,7 +17,8 @@ import the rules it reports without a cycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import field
 from typing import Any
 
@@ -186,15 +187,52 @@ def touches(read: str, bad: str) -> bool:
     return longer.startswith(shorter) and longer[len(shorter)] in ".["
 
 
-def blocked(check: Check, bad: Collection[str]) -> bool:
-    return any(touches(read, key) for read in check.reads for key in bad)
+class KeyIndex:
+    """Rejected keys, indexed so that ``touches(read, any rejected key)`` is a few set lookups.
+
+    A hostile file can reject hundreds of thousands of keys; comparing each check's
+    reads against each of them was quadratic.
+    """
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self.keys: set[str] = set()
+        self.ancestors: set[str] = set()
+        self.add(keys)
+
+    def add(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key not in self.keys:
+                self.keys.add(key)
+                self.ancestors.update(_ancestors(key))
+
+    def touches(self, read: str) -> bool:
+        return (read in self.keys or read in self.ancestors
+                or any(prefix in self.keys for prefix in _ancestors(read)))
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+
+_PART_END = re.compile(r"(?<=.)[.\[]")
+
+
+def _ancestors(key: str) -> Iterator[str]:
+    """Every proper prefix of ``key`` that ends where a part ends (before "." or "[")."""
+    for match in _PART_END.finditer(key):
+        yield key[:match.start()]
+
+
+def blocked(check: Check, bad: Collection[str] | KeyIndex) -> bool:
+    index = bad if isinstance(bad, KeyIndex) else KeyIndex(bad)
+    return bool(index) and any(index.touches(read) for read in check.reads)
 
 
 def run_checks(checks: Iterable[Check], subject: Subject, bad: Collection[str]) -> list[Finding]:
     """Run each check whose inputs were not rejected, in order."""
+    index = KeyIndex(bad)
     out: list[Finding] = []
     for check in checks:
-        if not blocked(check, bad):
+        if not blocked(check, index):
             out.extend(check.run(subject))
     return out
 
