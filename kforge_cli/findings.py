@@ -91,7 +91,7 @@ SHOWN_CHARS = 80
 # A message, hint or key longer than this keeps its head and tail.
 MAX_FINDING_TEXT = 4000
 _LONG_DIGITS = 40
-_DIGIT_RUN = re.compile(r"\d{%d,}" % _LONG_DIGITS)
+_DIGIT_RUN = re.compile(rf"\d{{{_LONG_DIGITS},}}")
 
 
 def bounded_text(text: str) -> str:

@@ -95,7 +95,7 @@ def _call(entry_point: Any, registry: Registry) -> PluginFailure | None:
         if not callable(plugin):
             raise TypeError(f"{entry_point.value} is a {type(plugin).__name__}, not a callable")
         plugin(registry)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break kforge
+    except (Exception, SystemExit) as exc:
         dist = getattr(entry_point, "dist", None)
         return PluginFailure(entry_point.name, getattr(dist, "name", None), entry_point.value,
                              f"{type(exc).__name__}: {exc}")

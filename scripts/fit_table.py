@@ -112,7 +112,9 @@ def compact_markdown(outcomes: list[Outcome]) -> str:
     ooms = [o for o in outcomes if o.row["measured"]["oom"] and o.row["class"] != "moe"]
     caught = sum(1 for o in ooms if o.verdict == "oom")
     lines += ["", f"Median error {statistics.median(errors):.1f}%, largest {max(errors):.1f}%, over {len(errors)} "
-              f"dense and VLM runs; {caught} of {len(ooms)} documented out-of-memory layouts (MoE aside) come out `oom`; MoE peaks are under-predicted by about half, so MoE results are low confidence."]
+              f"dense and VLM runs; {caught} of {len(ooms)} documented out-of-memory layouts (MoE aside) "
+              "come out `oom`; "
+              "MoE peaks are under-predicted by about half, so MoE results are low confidence."]
     return "\n".join(lines)
 
 

@@ -6,7 +6,8 @@ output: this script runs the command from the repository root (100 columns, no
 colour) and rewrites the block. A block may show only the first lines of a long
 output if its last line says how many it leaves out: ``[… 35 more lines]``.
 A block holding only the command, or one that redirects or pipes, is an
-instruction to type and is left alone. docs/rules.md is written from the rule objects; kforge_cli/completions/ from the command line itself.
+instruction to type and is left alone. docs/rules.md is written from the rule objects;
+kforge_cli/completions/ from the command line itself.
 
     python scripts/update_docs.py           # rewrite what is stale
     python scripts/update_docs.py --check   # exit 1 and name what is stale

@@ -122,7 +122,7 @@ class _Machine:
         for item in items:
             if type(item) in CONTAINER_TYPES:
                 depth = depths.get(id(item), 1)
-                if depth > best:  # noqa: PLR1730 (hot path: max() is a call)
+                if depth > best:
                     best = depth
         return best
 
@@ -305,7 +305,7 @@ class _Machine:
                     for item in value:
                         if type(item) in containers:
                             inner = depths.get(id(item), 1)
-                            if inner > depth:  # noqa: PLR1730 (hot path: max() is a call)
+                            if inner > depth:
                                 depth = inner
                     if depth:
                         if depth >= nesting_cap:
@@ -329,12 +329,12 @@ class _Machine:
                                 check_key(key)
                                 if type(key) in containers:
                                     inner = depths.get(id(key), 1)
-                                    if inner > depth:  # noqa: PLR1730 (hot path: max() is a call)
+                                    if inner > depth:
                                         depth = inner
                             value = items[index + 1]
                             if type(value) in containers:
                                 inner = depths.get(id(value), 1)
-                                if inner > depth:  # noqa: PLR1730 (hot path: max() is a call)
+                                if inner > depth:
                                     depth = inner
                             target[key] = value
                         if depth and depth + 1 > depths.get(id(target), 1):

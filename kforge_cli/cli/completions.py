@@ -87,7 +87,7 @@ def _declared_choices(param: Any, ctx: Any) -> tuple[str, ...]:
     """What the parameter itself offers for completion (a Choice's values, a shell_complete callback)."""
     try:
         items = param.shell_complete(ctx, "")
-    except Exception:  # noqa: BLE001 - a completion callback that needs a live context offers nothing
+    except Exception:
         return ()
     return tuple(str(item.value) for item in items if getattr(item, "type", "plain") == "plain")
 
@@ -263,7 +263,8 @@ def render_bash(root: tuple[Option, ...], commands: tuple[Command, ...], words: 
         lines += [f"        {command.name})", '            case "$prev" in']
         for option in command.options:
             if option.takes_value:
-                lines.append(f"                {'|'.join(option.names)}) {_bash_action(option.values, option.choices)} ;;")
+                action = _bash_action(option.values, option.choices)
+                lines.append(f"                {'|'.join(option.names)}) {action} ;;")
         stdin = command.positional == CONFIGS
         lines += [
             "                *)",

@@ -67,7 +67,7 @@ def _run(args: list[str], show_traceback: bool) -> int:
 
         stdout_closed()
         return ExitCode.OK
-    except Exception as bug:  # noqa: BLE001 - the single place that catches everything
+    except Exception as bug:
         if show_traceback:
             tb.print_exc(file=sys.stderr)
         sys.stderr.write(

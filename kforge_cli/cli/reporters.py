@@ -76,7 +76,8 @@ def finding_lines(finding: Finding, indent: str = "  ", previous: Finding | None
     from rich.text import Text
 
     where = f"{finding.line}:{finding.column or 1}" if finding.line else "-"
-    head = Text.assemble(indent, (f"{where:<6} ", "dim"), (f"{finding.severity:<8}", SEVERITY_STYLE.get(finding.severity, "")),
+    severity = (f"{finding.severity:<8}", SEVERITY_STYLE.get(finding.severity, ""))
+    head = Text.assemble(indent, (f"{where:<6} ", "dim"), severity,
                          (f"{finding.code}  ", "bold"), (display(finding.key or ""), "magenta"))
     if finding.stage and finding.severity == ERROR:
         head.append(f"  (fails at: {finding.stage})", style="dim")

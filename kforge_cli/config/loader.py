@@ -466,14 +466,16 @@ class _Layer:
             return value
         if isinstance(value, str):
             result = value.lower() in ("true", "1", "yes")
-            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a string; the reference reads it as {shown(result)}"
+            self.warn(LOSSY_COERCION, key,
+                      f"{key} = {shown(value)} is a string; the reference reads it as {shown(result)}"
                       + ("" if value.lower() in ("true", "1", "yes", "false", "0", "no") else
                          " (anything but 'true', '1' or 'yes' counts as false)"),
                       f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()} (a TOML boolean)")
             return result
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             result = bool(value)
-            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a number; the reference reads it as {shown(result)}",
+            self.warn(LOSSY_COERCION, key,
+                      f"{key} = {shown(value)} is a number; the reference reads it as {shown(result)}",
                       f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()}")
             return result
         result = bool(value)
@@ -484,7 +486,8 @@ class _Layer:
     def _coerce_int(self, value: Any, key: str) -> Any:
         name = key.rsplit(".", 1)[-1]
         if isinstance(value, bool):
-            self.warn(LOSSY_COERCION, key, f"{key} = {str(value).lower()} is a boolean used as the integer {int(value)}",
+            self.warn(LOSSY_COERCION, key,
+                      f"{key} = {str(value).lower()} is a boolean used as the integer {int(value)}",
                       f"write {name} = {int(value)}")
             return value
         if isinstance(value, int):
@@ -496,10 +499,12 @@ class _Layer:
                 return self.reject(key)
             result = int(value)
             if result == value:
-                self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a float; the reference converts it to {shown(result)}",
+                self.warn(LOSSY_COERCION, key,
+                          f"{key} = {shown(value)} is a float; the reference converts it to {shown(result)}",
                           f"write {name} = {shown(result)}")
             else:
-                self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a float; the reference truncates it to {shown(result)}",
+                self.warn(LOSSY_COERCION, key,
+                          f"{key} = {shown(value)} is a float; the reference truncates it to {shown(result)}",
                           f"write the integer you mean, e.g. {name} = {shown(round(value))}")
             return result
         if isinstance(value, str):
@@ -509,7 +514,8 @@ class _Layer:
                 self.error(WRONG_TYPE, key, f"{key} = {shown(value)} is not an integer (the reference's int() fails)",
                            f"write {name} as an integer without quotes")
                 return self.reject(key)
-            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
+            self.warn(LOSSY_COERCION, key,
+                      f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
                       f"write {name} = {shown(result)} (no quotes)")
             return result
         # The reference keeps such a value as is and fails only where it is used.
@@ -542,7 +548,8 @@ class _Layer:
                 self.error(WRONG_TYPE, key, f"{key} = {shown(value)} is not a number (the reference's float() fails)",
                            f"write {name} as a number without quotes")
                 return self.reject(key)
-            self.warn(LOSSY_COERCION, key, f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
+            self.warn(LOSSY_COERCION, key,
+                      f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
                       f"write {name} = {shown(result)} (no quotes)")
             return result
         self.error(WRONG_TYPE, key, f"{key} must be a number, got {_kind(value)}", f"write {name} as a number",

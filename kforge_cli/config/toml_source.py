@@ -63,7 +63,7 @@ class TomlSource:
         if self._positions is None:
             try:
                 self._positions = scan_positions(self.text)
-            except Exception:  # noqa: BLE001 - positions are a convenience; tomllib already accepted the text
+            except Exception:
                 self._positions = {}
         return self._positions
 
@@ -155,7 +155,7 @@ def parse_toml_text(path: str, text: str) -> tuple[TomlSource | None, Finding | 
     except ValueError as exc:
         # tomllib converts decimal integers with int(), which refuses more than
         # sys.get_int_max_str_digits() digits; the reference fails the same way.
-        long_number = re.search(r"[0-9_]{%d,}" % (sys.get_int_max_str_digits() or 4300), text)
+        long_number = re.search(rf"[0-9_]{{{sys.get_int_max_str_digits() or 4300},}}", text)
         where = _line_column(text, long_number.start()) if long_number else (None, None)
         return None, UNREADABLE_FILE.finding(
             f"invalid TOML: an integer literal is too long to convert ({str(exc).split(';')[0]})", None,
@@ -501,7 +501,7 @@ class TomlScanner:
 
 # Some run of MAX_KEY_PARTS dotted parts: cheap to search for (no nested repetition to
 # backtrack through), and absent from every real config.
-_DOTTED_RUN = re.compile(r"""(?:\.[ \t]*(?:[\w-]+|"[^"\n]*"|'[^'\n]*')[ \t]*){%d}""" % MAX_KEY_PARTS)
+_DOTTED_RUN = re.compile(r"""(?:\.[ \t]*(?:[\w-]+|"[^"\n]*"|'[^'\n]*')[ \t]*)""" + f"{{{MAX_KEY_PARTS}}}")
 
 
 def too_deep_key(text: str) -> int | None:

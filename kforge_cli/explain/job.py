@@ -345,7 +345,8 @@ def explain_report(report: FileReport) -> Explanation:
     failure = None
     if report.model_error is not None:
         error = report.model_error
-        failure = BuildFailure(error.message, error.key, error.hint, fatal=not isinstance(error, (ModelTooLarge, ModelNotDescribed)))
+        fatal = not isinstance(error, (ModelTooLarge, ModelNotDescribed))
+        failure = BuildFailure(error.message, error.key, error.hint, fatal=fatal)
     explanation.params = _param_counts(job, report.model, report.plan, failure)
     explanation.token_budget = _token_budget(job, report.model)
     return explanation

@@ -28,6 +28,31 @@ _HOME = {
     "suggest": ("Suggestion", "apply_overrides", "suggest"),
     "throughput": ("Throughput", "flops_per_token"),
 }
+__all__ = [
+    "ACCoverage",
+    "FitPrediction",
+    "GPU",
+    "KNOWN_GPUS",
+    "Layout",
+    "LayoutError",
+    "MemoryPrediction",
+    "ParamLike",
+    "RankMemory",
+    "Suggestion",
+    "Surprise",
+    "TERMS",
+    "Throughput",
+    "UnknownGPUError",
+    "activation_checkpointing_coverage",
+    "apply_overrides",
+    "custom_gpu",
+    "flops_per_token",
+    "lookup_gpu",
+    "predict",
+    "resolve_layout",
+    "suggest",
+    "verdict_for",
+]
 _MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
 
 

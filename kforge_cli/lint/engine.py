@@ -139,7 +139,7 @@ def check_file(path: str, options: Options = Options(), *, text: str | None = No
         report = _check(path, options, settings, text)
     except (KeyboardInterrupt, MemoryError):
         raise
-    except Exception as bug:  # noqa: BLE001 - one file's bug must not take the others down
+    except Exception as bug:
         report = _internal_error(path, bug)
     return report
 

@@ -71,8 +71,9 @@ def as_size(value: Any, key: str, module: str) -> int:
     value = _plain(value)
     if isinstance(value, (bool, float)):
         kind = "boolean" if isinstance(value, bool) else "float"
+        written = str(value).lower() if isinstance(value, bool) else show(value)
         raise ModelBuildError(
-            f"{key} = {str(value).lower() if isinstance(value, bool) else show(value)} is a {kind}: the trainer passes it unchanged to {module}, and torch "
+            f"{key} = {written} is a {kind}: the trainer passes it unchanged to {module}, and torch "
             f"refuses it as a tensor size (TypeError: size must be a tuple of ints)", key,
             f"write {key} as an integer" + (f", e.g. {key} = {int(value)}" if isinstance(value, float)
                                              and value.is_integer() else ""))

@@ -34,13 +34,13 @@ def resolve_hf_encoder(spec: VisionSpec) -> ResolvedEncoder | str:
     with _quiet_transformers(transformers):
         try:
             config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure means: no usable local copy
+        except Exception as exc:
             return (f"no local copy of the model config for {path!r} (not a directory with "
                     f"config.json, not in the HF cache): {type(exc).__name__}")
         try:
             with torch.device(META), _skip_hf_init(transformers):
                 full_model = transformers.AutoModel.from_config(config)
-        except Exception as exc:  # noqa: BLE001 - arbitrary model code; report, never crash
+        except Exception as exc:
             return f"transformers could not build {path!r} from its config: {exc}"
     # CLIP / SigLIP models expose the vision tower as .vision_model; otherwise
     # the whole model is the tower.

@@ -55,7 +55,8 @@ def test_check_mode_reports_drift(tmp_path, capsys):
 
 def test_the_wheel_ships_the_scripts():
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert sorted(setuptools["package-data"]["kforge_cli"]) == sorted(f"completions/{n}" for n in generator.SCRIPTS.values())
+    shipped = setuptools["package-data"]["kforge_cli"]
+    assert sorted(shipped) == sorted(f"completions/{n}" for n in generator.SCRIPTS.values())
     assert not (REPO / "completions").exists()  # one copy: the package's
 
 

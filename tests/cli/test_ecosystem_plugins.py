@@ -33,7 +33,7 @@ def plugin_env(tmp_path_factory) -> Path:
     env_dir = root / "venv"
     try:
         venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
-    except Exception as exc:  # noqa: BLE001 - the only acceptable reason to skip
+    except Exception as exc:
         pytest.skip(f"cannot create a virtual environment here: {exc}")
     python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     purelib = _run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()

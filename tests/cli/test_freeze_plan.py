@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from ckpt_factory import point_latest, save_kf_step  # noqa: E402
+from ckpt_factory import point_latest, save_kf_step
 
-from kforge_cli.config.loader import load_job_text  # noqa: E402
-from kforge_cli.model import build_meta_model  # noqa: E402
+from kforge_cli.config.loader import load_job_text
+from kforge_cli.model import build_meta_model
 
 JD = """
 [model]
@@ -249,7 +249,8 @@ def test_json_lists_each_finding_once(kforge, shared_fixtures):
 def test_params_listing_keeps_every_name_whole_at_any_width(kforge, monkeypatch, columns):
     # `freeze-plan --params FILE | grep -c NAME` must find every parameter, whatever COLUMNS says.
     moma = Path(__file__).resolve().parents[2] / "examples" / "vlm_moma.toml"
-    names = [p["name"] for p in kforge("freeze-plan", "--format", "json", moma, expect=0).json()["plans"][0]["parameters"]]
+    plan = kforge("freeze-plan", "--format", "json", moma, expect=0).json()["plans"][0]
+    names = [p["name"] for p in plan["parameters"]]
     monkeypatch.setenv("COLUMNS", columns)
     lines = kforge("freeze-plan", "--params", moma, expect=0).stdout.splitlines()
     assert len(names) > 300

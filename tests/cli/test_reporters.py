@@ -9,10 +9,10 @@ import pytest
 
 from kforge_cli.cli.reporters import render_github
 from kforge_cli.findings import Finding
+from kforge_cli.lint.engine import FileReport
 from kforge_cli.rules import all_rules
 
 RULES = all_rules()
-from kforge_cli.lint.engine import FileReport
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SARIF_LEVELS = {"none", "note", "warning", "error"}

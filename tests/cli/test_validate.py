@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 GOLDEN = Path(__file__).parent / "golden"
 
 

@@ -85,7 +85,7 @@ def _run_all(jobs: dict[str, Path]) -> dict[str, Outcome]:
                 [sys.executable, "-m", "kforge_cli", "validate", "--format", "json",
                  "--model-ckpt", str(ckpt), str(CONFIG)],
                 stdout=out.fd, stderr=err.fd, stdin=subprocess.DEVNULL, cwd=REPO_ROOT, env=env,
-                preexec_fn=_limit_address_space)  # noqa: PLW1509 (no threads: see the docstring)
+                preexec_fn=_limit_address_space)
             running[proc.pid] = (name, proc, out, err, time.monotonic())
         for pid in list(running):
             name, proc, out, err, started = running[pid]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kforge_cli.lint.engine import Options
 from kforge_cli.explain import explain_file
+from kforge_cli.lint.engine import Options
 
 REFERENCE_CASES = Path(__file__).resolve().parents[1] / "cases" / "reference"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vlm_cross_attention_freeze_schedule.toml"

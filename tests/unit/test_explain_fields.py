@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from kforge_cli.explain.notes import NOTES
 from kforge_cli.config.job import JobConfig
 from kforge_cli.explain import UnknownFieldError, all_field_keys, describe_field, format_value, type_text
+from kforge_cli.explain.notes import NOTES
 
 # Plugins may register more arches in the shared registry; these are the reference's own.
 BUILTIN_ARCHES = ["joint_decoder", "cross_attention", "mot", "moma"]

@@ -162,8 +162,8 @@ def test_custom_gpu_has_no_throughput():
     assert result.throughput.tokens_per_second is None and result.gpu.capacity_gib == 24
 
 
-@pytest.mark.parametrize("sets,world", [(("distributed.tp=2",), 3), (("distributed.tp=4",), 6), (("distributed.dp_shard=3",), 4),
-                                        (("distributed.pp=4",), 4)])
+@pytest.mark.parametrize("sets,world", [(("distributed.tp=2",), 3), (("distributed.tp=4",), 6),
+                                        (("distributed.dp_shard=3",), 4), (("distributed.pp=4",), 4)])
 def test_indivisible_layouts_are_typed_errors(sets, world):
     job = _job(SMALL, *sets)
     with pytest.raises(LayoutError):

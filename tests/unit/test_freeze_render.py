@@ -22,8 +22,8 @@ from kforge_cli.cli.freeze_render import (
 )
 from kforge_cli.config.section import collecting
 from kforge_cli.config.vlm import FreezeSpec, FreezeStage, resolve_arch_class
-from kforge_cli.rules.checkpoint import CHECKPOINT_FREEZE_MISMATCH
 from kforge_cli.freeze.plan import ParamRecord, UnknownPart, plan_freeze
+from kforge_cli.rules.checkpoint import CHECKPOINT_FREEZE_MISMATCH
 from kforge_cli.rules.freeze import plan_findings
 from kforge_cli.rules.loading import UNREADABLE_FILE
 

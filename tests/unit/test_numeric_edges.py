@@ -9,12 +9,12 @@ is wrong, and never with KF000 (an internal error).
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
+import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,7 +79,7 @@ def test_every_numeric_field_at_once(value, tmp_path):
     # Products of two hostile sizes must not overflow a message either.
     for arch in ("cross_attention", "joint_decoder", "mot", "moma"):
         data = tomllib.loads(BASES[arch].read_text())
-        for key, kind, arches in FIELDS:
+        for key, _kind, arches in FIELDS:
             if arches and arch not in arches:
                 continue
             *parents, name = key.split(".")

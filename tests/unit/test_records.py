@@ -40,7 +40,8 @@ def test_construction_repr_equality_and_hashing_match_dataclass(args):
     for call in [((1,), {}), ((1, 5), {}), ((), {"x": 3, "tags": [1]}), ((1, 2, [3], "z"), {})]:
         a, b = reference(*call[0], **call[1]), ours(*call[0], **call[1])
         assert repr(a).replace("Point", "P") == repr(b).replace("Point", "P")
-        assert [getattr(a, f.name) for f in dataclasses.fields(a)] == [getattr(b, f.name) for f in dataclasses.fields(b)]
+        values = [getattr(a, f.name) for f in dataclasses.fields(a)]
+        assert values == [getattr(b, f.name) for f in dataclasses.fields(b)]
         same_a, same_b = reference(*call[0], **call[1]), ours(*call[0], **call[1])
         assert (a == same_a) == (b == same_b)
         assert (a != reference(99)) == (b != ours(99))
@@ -133,7 +134,7 @@ def test_mutable_defaults_and_field_order_are_checked_as_dataclass_checks_them()
     with pytest.raises(ValueError, match="mutable default"):
         @record
         class Bad:
-            items: list = []  # noqa: RUF012
+            items: list = []
 
     with pytest.raises(TypeError, match="non-default argument"):
         @record

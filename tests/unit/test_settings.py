@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from kforge_cli.rules import all_rules
-
-RULES = all_rules()
 from kforge_cli.lint.settings import (
     RuleSelection,
     SelectionLayer,
@@ -19,7 +16,9 @@ from kforge_cli.lint.settings import (
     parse_selectors,
     settings_from_table,
 )
+from kforge_cli.rules import all_rules
 
+RULES = all_rules()
 ALL_CODES = [rule.code for rule in RULES]
 # Rules no selection can hide (an unreadable file, invalid settings, an internal error).
 ALWAYS = {rule.code for rule in RULES if not rule.suppressible}
@@ -115,7 +114,8 @@ def test_empty_table_changes_nothing():
     ({"colour": 1}, "unknown key 'colour'", "known keys: select, ignore, strict, world-size, gpu"),
     ({"ignore": "KF4"}, ".ignore must be a list of rule codes, not 'KF4'", 'write ignore = ["KF4"]'),
     ({"ignore": "KF4, kf30"}, ".ignore must be a list", 'write ignore = ["KF4", "kf30"]'),
-    ({"ignore": {"a": 1}}, ".ignore must be a list", 'write ignore as a list of codes or prefixes, e.g. ignore = ["KF4", "KF30"]'),
+    ({"ignore": {"a": 1}}, ".ignore must be a list",
+     'write ignore as a list of codes or prefixes, e.g. ignore = ["KF4", "KF30"]'),
     ({"select": [4]}, ".select must be a list of rule codes", None),
     ({"select": ["KF9"]}, "'KF9' is not a rule code", None),
     ({"strict": "yes"}, ".strict must be true or false, not 'yes'", None),

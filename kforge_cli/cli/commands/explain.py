@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from kforge_cli.cli.options import (
@@ -27,16 +25,16 @@ HELP = ("Show the resolved config and where each value came from, what the arch 
 
 
 def explain(
-    paths: Optional[list[str]] = paths_argument(required=False),
+    paths: list[str] | None = paths_argument(required=False),
     output_format: str = format_option(FORMATS),
-    field_key: Optional[str] = typer.Option(None, "--field", metavar="KEY",
+    field_key: str | None = typer.Option(None, "--field", metavar="KEY",
                                             help="Document one config key or section (e.g. vlm.freeze, "
                                             "model.n_kv_heads, vlm)."),
-    world_size: Optional[int] = world_size_option(),
+    world_size: int | None = world_size_option(),
     overrides: list[str] = overrides_option(),
     select: list[str] = select_option(),
     ignore: list[str] = ignore_option(),
-    stdin_filename: Optional[str] = stdin_filename_option(),
+    stdin_filename: str | None = stdin_filename_option(),
     show_all: bool = typer.Option(False, "--all", "-a",
                                   help="List every field of every section, defaults included (JSON always has "
                                   "everything)."),

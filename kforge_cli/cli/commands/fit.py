@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -33,17 +33,17 @@ HELP = ("Predict the peak GPU memory per rank (the figure the trainer logs from 
 
 
 def fit(
-    paths: Optional[list[str]] = paths_argument(required=False),
-    gpu: Optional[str] = gpu_option("GPU model, e.g. H100, H200, A100-40GB (--list-gpus lists every one "
+    paths: list[str] | None = paths_argument(required=False),
+    gpu: str | None = gpu_option("GPU model, e.g. H100, H200, A100-40GB (--list-gpus lists every one "
                                     "with its sources)."),
-    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", metavar="GIB",
+    gpu_memory: float | None = typer.Option(None, "--gpu-memory", metavar="GIB",
                                                help="GPU capacity in GiB, for a GPU not in the table."),
-    world_size: Optional[int] = world_size_option(),
+    world_size: int | None = world_size_option(),
     output_format: str = format_option(FORMATS),
     overrides: list[str] = overrides_option(),
     select: list[str] = select_option(),
     ignore: list[str] = ignore_option(),
-    stdin_filename: Optional[str] = stdin_filename_option(),
+    stdin_filename: str | None = stdin_filename_option(),
     list_gpus: bool = typer.Option(False, "--list-gpus", is_eager=True,
                                    help="List the known GPUs, their capacity and peak, with sources, and exit."),
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from kforge_cli.cli.options import (
@@ -28,18 +26,18 @@ HELP = ("Show what each freeze stage trains: every alias and module by stage, th
 
 def freeze_plan(
     paths: list[str] = paths_argument(),
-    model_ckpt: Optional[str] = typer.Option(
+    model_ckpt: str | None = typer.Option(
         None, "--model-ckpt", metavar="PATH",
         help="Checkpoint to check the config against (run dir, step_N dir, .pt, .safetensors, HF dir)."),
-    step: Optional[int] = typer.Option(None, "--step", metavar="N", help="Show the state at this training step."),
+    step: int | None = typer.Option(None, "--step", metavar="N", help="Show the state at this training step."),
     params: bool = typer.Option(False, "--params", help="List every parameter with its state per stage."),
     output_format: str = format_option(FORMATS),
-    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the output to PATH."),
-    world_size: Optional[int] = world_size_option(),
+    output: str | None = typer.Option(None, "--output", "-o", metavar="PATH", help="Write the output to PATH."),
+    world_size: int | None = world_size_option(),
     overrides: list[str] = overrides_option(),
     select: list[str] = select_option(),
     ignore: list[str] = ignore_option(),
-    stdin_filename: Optional[str] = stdin_filename_option(),
+    stdin_filename: str | None = stdin_filename_option(),
 ) -> None:
     from kforge_cli.cli.freeze_render import (
         PlanReport,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,7 +23,7 @@ HELP = ("List every rule code kforge reports, with its name, usual severity, the
 
 
 def rules(
-    code: Optional[str] = typer.Argument(None, metavar="[CODE]", show_default=False,
+    code: str | None = typer.Argument(None, metavar="[CODE]", show_default=False,
                                          help="A rule code, code prefix or rule name."),
     output_format: str = format_option(FORMATS),
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from kforge_cli.cli.options import (
@@ -32,17 +30,17 @@ HELP = ("Report every error the KempnerForge trainer would hit, with file, line,
 
 def validate(
     paths: list[str] = paths_argument(),
-    world_size: Optional[int] = world_size_option(),
-    gpu: Optional[str] = gpu_option(),
-    model_ckpt: Optional[str] = typer.Option(
+    world_size: int | None = world_size_option(),
+    gpu: str | None = gpu_option(),
+    model_ckpt: str | None = typer.Option(
         None, "--model-ckpt", metavar="PATH",
         help="Also check the config against this checkpoint (run dir, step_N dir, .pt, .safetensors, HF dir)."),
-    strict: Optional[bool] = strict_option(),
+    strict: bool | None = strict_option(),
     output_format: str = format_option(FORMATS),
     overrides: list[str] = overrides_option(),
     select: list[str] = select_option(),
     ignore: list[str] = ignore_option(),
-    stdin_filename: Optional[str] = stdin_filename_option(),
+    stdin_filename: str | None = stdin_filename_option(),
     show_suppressed: bool = typer.Option(False, "--show-suppressed",
                                          help="Also list the findings that suppression comments hide."),
     deep: bool = typer.Option(False, "--deep", hidden=True,
