@@ -72,7 +72,7 @@ def _make_record(cls: type, *, frozen: bool, eq: bool, with_repr: bool) -> type:
     # Field collection, defaults, ordering and mutable-default checks: dataclass itself,
     # with every generated method switched off (frozen handled below, so no exec at all).
     dataclasses.dataclass(cls, init=False, repr=False, eq=False)
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)
     setattr(cls, "__record_frozen__", frozen)
 
     if "__init__" not in own:

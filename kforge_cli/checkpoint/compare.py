@@ -6,7 +6,7 @@ Pure Python: works on (name, shape) lists from the meta model and from
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field
 
 from kforge_cli.records import record
@@ -22,7 +22,7 @@ class CheckpointFit:
     stand_ins: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
 
 
-def compare(model: Sequence[tuple[str, tuple[int, ...]]], checkpoint: dict[str, tuple[int, ...] | None],
+def compare(model: Sequence[tuple[str, tuple[int, ...]]], checkpoint: Mapping[str, tuple[int, ...] | None],
             unknown_prefixes: Iterable[str] = ()) -> CheckpointFit:
     prefixes = tuple(p.rstrip(".") + "." for p in unknown_prefixes)
     fit = CheckpointFit()

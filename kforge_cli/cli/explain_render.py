@@ -172,9 +172,9 @@ def _config_table(e: Explanation, show_all: bool) -> Table:
 
     shown = []
     for section in e.sections:
-        rows = (section.rows if show_all else section.set_rows) or []
-        if rows:
-            shown.append((section, [(row, _setting_text(section.name, row, show_all)) for row in rows]))
+        picked = (section.rows if show_all else section.set_rows) or []
+        if picked:
+            shown.append((section, [(row, _setting_text(section.name, row, show_all)) for row in picked]))
     if not shown:
         table = _grid({"no_wrap": True})
         table.add_row(Text("every field is at its default"))

@@ -262,6 +262,7 @@ def params_table(plan: FreezePlan, step: int | None = None) -> Table:
     table.add_column("shape", no_wrap=True)
     table.add_column("numel", justify="right", no_wrap=True)
     optimizer = set(plan.optimizer_param_names)
+    columns: list[tuple[str, set[str] | None, set[str]]]
     if step is None:
         columns = [(s.step_range, set(s.frozen),
                     _differing(s.frozen, s.fresh_run_frozen) | _differing(s.frozen, s.resume_frozen))
@@ -336,8 +337,8 @@ def finding_renderables(findings: Sequence[Finding], indent: str = "  ") -> list
 
 
 def report_renderables(report: PlanReport, *, params: bool = False,
-                       step: int | None = None) -> list[RenderableType]:
-    out: list[RenderableType] = [_header(report)]
+                       step: int | None = None) -> list[RenderableType | NaturalWidth]:
+    out: list[RenderableType | NaturalWidth] = [_header(report)]
     plan = report.plan
     if plan is not None:
         if step is not None:

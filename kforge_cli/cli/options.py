@@ -7,7 +7,7 @@ commands (``PATH...``, ``N``, ``KEY=VALUE``, ``CODES``, ``FORMAT``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -114,7 +114,7 @@ def check_format(value: str, choices: Sequence[str]) -> str:
     return lowered
 
 
-def usage_error(message: str, hint: str | None = None) -> None:
+def usage_error(message: str, hint: str | None = None) -> NoReturn:
     from kforge_cli.cli.exitcodes import ExitCode
     from kforge_cli.cli.output import fail
 

@@ -67,7 +67,7 @@ def stdout_console() -> Any:
     from rich.console import Console
 
     class _Console(Console):
-        def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        def print(self, *objects: Any, **kwargs: Any) -> None:
             # Unwrapped: render each line at the width it measures, so nothing is cut or padded.
             if objects and kwargs.get("width") is None and unwrapped(self):
                 kwargs["width"] = max(1, max(self.measure(o).maximum for o in objects))

@@ -57,7 +57,7 @@ def inner_dataclass(hint: Any) -> tuple[type | None, str]:
         return None, ""
     if origin in (list, tuple):
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+        if len(args) == 1 and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
             return args[0], "[]"
         return None, ""
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from kforge_cli.config.fields import Checker, JobCondition, Use, is_number, setting
@@ -110,7 +111,7 @@ class DataConfig(Section):
                      "scheduling", "express the anneal as one more [[data.phases]] entry")
 
 
-def strictly_increasing(steps: list[object]) -> bool:
+def strictly_increasing(steps: Sequence[object]) -> bool:
     """The reference's ``steps == sorted(steps) and no repeats``; values that cannot be ordered pass."""
     try:
         return steps == sorted(steps) and len(steps) == len(set(steps))  # type: ignore[type-var]

@@ -159,6 +159,7 @@ def load_job(path: str, overrides: Sequence[str | Override] = ()) -> LoadResult:
     source, failure = read_toml(path)
     if failure is not None:
         return LoadResult(path=path, source=None, job=None, findings=[failure])
+    assert source is not None  # read_toml/parse_toml_text return exactly one of source and failure
     return _load_source(source, overrides)
 
 
@@ -166,6 +167,7 @@ def load_job_text(text: str, path: str = "<text>", overrides: Sequence[str | Ove
     source, failure = parse_toml_text(path, text)
     if failure is not None:
         return LoadResult(path=path, source=None, job=None, findings=[failure])
+    assert source is not None  # read_toml/parse_toml_text return exactly one of source and failure
     return _load_source(source, overrides)
 
 

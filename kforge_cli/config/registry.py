@@ -8,6 +8,7 @@ through the ``kforge_cli.plugins`` entry-point group (see ``plugins.py``).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -77,7 +78,7 @@ class Registry:
         self._fill_on_miss()
         return list(self._store(category))
 
-    def categories(self) -> list[str]:
+    def categories(self) -> builtins.list[str]:  # `list` here is the method above
         self._fill_on_miss()
         return list(self._stores)
 
@@ -102,7 +103,7 @@ class Registry:
     def get_vlm_config(self, name: Any) -> Any:
         return self.get("vlm_config", name)
 
-    def list_vlm_configs(self) -> list[str]:
+    def list_vlm_configs(self) -> builtins.list[str]:
         return self.list("vlm_config")
 
     def register_component(self, category: str, name: str, doc: str = "",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 from kforge_cli.config.fields import Checker, field_findings
 from kforge_cli.findings import Finding
@@ -35,7 +36,7 @@ def collecting() -> Iterator[None]:
 class Section:
     """Mixin for the section dataclasses."""
 
-    SECTION = ""
+    SECTION: ClassVar[str] = ""
 
     def normalize(self) -> None:
         """Value rewrites the reference performs while constructing (before its checks)."""

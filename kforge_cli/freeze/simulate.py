@@ -222,7 +222,7 @@ class Trace:
     def _apply_unknown(self, selection: Selection, spec: SpecRef) -> tuple[bool | None, ...]:
         if not selection.may_reach_unknown:
             return self.state.unknown
-        out = []
+        out: list[bool | None] = []
         for i, (prefix, current) in enumerate(zip(self.matcher.unknown_prefixes, self.state.unknown)):
             if prefix in selection.covered_unknown:
                 out.append(spec.frozen)

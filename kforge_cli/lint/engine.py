@@ -69,7 +69,7 @@ class Options:
     """How to check: what the command line asked, before per-file settings are layered on."""
 
     world_size: int | None = None
-    overrides: Sequence[Override] = ()
+    overrides: Sequence[str | Override] = ()  # strings are parsed by the loader (kforge fit's candidates)
     model_ckpt: str | None = None
     model_source: str = MANIFEST
     gpu: str | None = None  # a GPU name; with it (or gpu in [tool.kforge]) the memory rules run

@@ -76,7 +76,8 @@ class Applied:
 
 def apply_suppressions(findings: Sequence[Finding], suppressions: Sequence[Suppression],
                        known_codes: Sequence[str]) -> Applied:
-    kept, hidden = [], []
+    kept: list[Finding] = []
+    hidden: list[Finding] = []
     for finding in findings:
         by = None
         for suppression in suppressions:

@@ -197,6 +197,7 @@ def explain_shape_mismatch(name: str, want: tuple[int, ...], have: tuple[int, ..
                 return "vlm.cross_attention_n_kv_heads", f"the checkpoint has {heads} key/value heads of {head_dim}"
             if "mot" in name or getattr(vlm, "arch", None) == "mot" and ".image." in name:
                 return "vlm.mot_image_n_kv_heads", f"the checkpoint has {heads} key/value heads of {head_dim}"
+            assert model is not None  # head_dim is only set when model is
             return "model.n_kv_heads", (f"the checkpoint has {heads} key/value heads of {head_dim} (config: "
                                         f"{model.n_kv_heads})")
         if proj == "q" and in_ca and want[1] == have[1]:

@@ -335,9 +335,9 @@ def never_updated_findings(a: Analysis, ctx: Context) -> list[Finding]:
             entry.mask |= part
             entry.add(step, fresh)
         for i, prefix in enumerate(ctx.unknown_prefixes):
-            writer = trace.unknown_writers[i]
-            if build.state.unknown[i] is True and trace.state.unknown[i] is False and writer is not None:
-                entry = culprits.setdefault(writer, _Unfreeze())
+            owner = trace.unknown_writers[i]
+            if build.state.unknown[i] is True and trace.state.unknown[i] is False and owner is not None:
+                entry = culprits.setdefault(owner, _Unfreeze())
                 if prefix not in entry.prefixes:
                     entry.prefixes.append(prefix)
                 entry.add(step, fresh)
@@ -358,7 +358,7 @@ def never_updated_findings(a: Analysis, ctx: Context) -> list[Finding]:
             continue
         what = ([ctx.describe(entry.mask)] if entry.mask else []) + [
             f"the unbuilt component {p!r}" for p in entry.prefixes]
-        build_writers = [w for w, _ in build.writers_of(entry.mask)]
+        build_writers: list[SpecRef | str | None] = [w for w, _ in build.writers_of(entry.mask)]
         build_writers += [build.unknown_writers[ctx.unknown_prefixes.index(p)] for p in entry.prefixes]
         causes = sorted({writer_text(w, ctx, with_stage=False) for w in build_writers})
         when = (f"from step {entry.first_step} on" if entry.fresh_run
@@ -430,9 +430,9 @@ def nothing_trainable_findings(a: Analysis, ctx: Context) -> list[Finding]:
         return []
     checks: list[tuple[int, Trace, StageRef | None]] = [(1, a.build, None)]
     last_starting: dict[int, StageRef] = {}
-    for stage in a.policy.ordered_stages:
-        if stage.start_step >= 1:
-            last_starting[stage.start_step] = stage
+    for ordered in a.policy.ordered_stages:
+        if ordered.start_step >= 1:
+            last_starting[ordered.start_step] = ordered
     for boundary in a.boundaries:
         if boundary < 1 or (a.max_steps is not None and boundary >= a.max_steps):
             continue

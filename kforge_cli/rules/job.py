@@ -201,6 +201,7 @@ _DEGREES = tuple(f"distributed.{name}" for name in ("dp_replicate", "dp_shard", 
 def degrees_match_world_size(s: Subject) -> list[Finding]:
     """dp_replicate x dp_shard x tp x pp x cp x ep must equal the world size."""
     dist, world_size = s.job.distributed, s.world_size
+    assert world_size is not None  # needs=(NEEDS_WORLD_SIZE,): the engine runs this only with a world size
     other = dist.other_degrees()
     dp_shard = resolved_dp_shard(dist, world_size)
     if dp_shard is None:
