@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kforge_cli.records import record
@@ -66,10 +67,22 @@ class Manifest:
 
     def runtime_name(self, name: str) -> str:
         """A parameter's name on the trainer's model once activation checkpointing has wrapped it."""
-        for path in self.checkpoint_wrapped:
-            if name.startswith(path + "."):
-                return f"{path}.{CHECKPOINT_WRAPPED}.{name[len(path) + 1:]}"
-        return name
+        return self.renamer()(name)
+
+    def renamer(self) -> Callable[[str], str]:
+        """``runtime_name`` for many names: the wrapped paths are indexed once, not scanned per name."""
+        wrapped = frozenset(self.checkpoint_wrapped)
+
+        def rename(name: str) -> str:
+            # The outermost wrapped module owns the name; a name has few dots, a model many blocks.
+            cut = name.find(".")
+            while cut != -1:
+                if name[:cut] in wrapped:
+                    return f"{name[:cut]}.{CHECKPOINT_WRAPPED}.{name[cut + 1:]}"
+                cut = name.find(".", cut + 1)
+            return name
+
+        return rename
 
     @property
     def complete(self) -> bool:

@@ -149,6 +149,21 @@ def module_list(items: Iterable[Node]) -> Node:
     return Node(MODULE_LIST, children={str(i): item for i, item in enumerate(items)})
 
 
+def has_external(root: Node) -> bool:
+    """Whether the tree holds a module only torch can list (a loaded HuggingFace tower)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.external is not None:
+            return True
+        for child in node.children.values():
+            if id(child) not in seen:  # a repeated layer is walked once
+                seen.add(id(child))
+                stack.append(child)
+    return False
+
+
 def count_tensors(root: Node) -> int:
     """Parameter tensors the tree lists (a tie counts once), without expanding shared subtrees."""
     counts: dict[int, int] = {}

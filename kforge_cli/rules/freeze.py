@@ -702,7 +702,7 @@ def specs_reach_checkpointed_modules(s: Subject) -> list[Finding]:
     if not wrapped or not found or s.job is None:
         return []
     mode = s.job.train.activation_checkpointing
-    return checkpoint_wrapper_findings(found[0], found[1], s.manifest.runtime_name, str(mode),
+    return checkpoint_wrapper_findings(found[0], found[1], s.manifest.renamer(), str(mode),
                                        s.job.train.compile_model is True)
 
 

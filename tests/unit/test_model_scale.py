@@ -37,6 +37,19 @@ def test_70b_text_model_builds_on_meta_without_allocating() -> None:
     assert _peak_rss_mb() - rss_before < 100  # 70B fp32 weights would be 280 GB (speed: benchmarks/bench_core.py)
 
 
+
+def test_past_the_meta_bound_the_manifest_stands_in(monkeypatch) -> None:
+    from kforge_cli.manifest import build_manifest
+    from kforge_cli.model import build as build_module
+
+    job = SimpleNamespace(model=SimpleNamespace(**{**LLAMA_70B, "n_layers": 4}))
+    built = build_meta_model(job)
+    monkeypatch.setattr(build_module, "MAX_META_TENSORS", len(built.parameters) - 1)
+    stood_in = build_meta_model(job)
+    assert built.module is not None and stood_in.module is None
+    assert stood_in.parameters == built.parameters == build_manifest(job).parameters
+    assert stood_in.buffers == built.buffers
+
 def vlm_job(vision: dict[str, Any], **vlm: Any) -> SimpleNamespace:
     return SimpleNamespace(
         model=SimpleNamespace(dim=64, n_layers=2, n_heads=4, n_kv_heads=4, vocab_size=100,
