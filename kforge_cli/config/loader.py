@@ -468,11 +468,14 @@ class _Layer:
             return value
         if isinstance(value, str):
             result = value.lower() in ("true", "1", "yes")
+            spelled_out = value.lower() in ("true", "1", "yes", "false", "0", "no")
+            if self.origin == OVERRIDE and spelled_out:
+                return result  # --set train.compile_model=true: the command line has only strings
+            fix = (f"write --set {key}={result}" if self.origin == OVERRIDE else
+                   f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()} (a TOML boolean)")
             self.warn(LOSSY_COERCION, key,
                       f"{key} = {shown(value)} is a string; the reference reads it as {shown(result)}"
-                      + ("" if value.lower() in ("true", "1", "yes", "false", "0", "no") else
-                         " (anything but 'true', '1' or 'yes' counts as false)"),
-                      f"write {key.rsplit('.', 1)[-1]} = {str(result).lower()} (a TOML boolean)")
+                      + ("" if spelled_out else " (anything but 'true', '1' or 'yes' counts as false)"), fix)
             return result
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             result = bool(value)

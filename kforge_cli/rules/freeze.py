@@ -579,7 +579,11 @@ def _pattern_failure(policy: FreezePolicy, spec: SpecRef, step: int, failure: Pa
     else:
         alias = spec.module
         value = policy.module_patterns[alias]
-        intended = toml_list(alias_patterns(value))
+        patterns = list(alias_patterns(value))
+        if not patterns and isinstance(value, (list, tuple)):
+            # Nothing usable is left to show: quote what was written.
+            patterns = [entry if isinstance(entry, str) else shown(entry) for entry in value]
+        intended = toml_list(patterns)
         if failure.entry is None:
             message = (f"vlm.module_patterns.{alias} = {shown(value)} is not a list of patterns: {spec.key} "
                        f"({spec.label()}) uses it, and {where} calls list() on it, which raises TypeError "

@@ -330,3 +330,21 @@ def test_an_uncoercible_moe_knob_fails_the_load_even_on_a_dense_model():
     # float("relu") raises inside the reference's loader, whatever the knob is used for.
     finding = only(load('[model]\nmoe_expert_ffn_multiplier = "relu"\n'), "KF102")
     assert finding.severity == "error"
+
+
+VALID_TEXT_JOB = "[model]\ndim = 64\nn_heads = 4\nn_kv_heads = 4\n"
+
+
+@pytest.mark.parametrize("spelling", ["true", "false", "TRUE", "yes", "no"])
+def test_a_boolean_spelled_on_the_command_line_is_no_warning(spelling):
+    result = load(VALID_TEXT_JOB, overrides=[f"train.compile_model={spelling}"])
+    assert result.job.train.compile_model is (spelling.lower() in ("true", "yes"))
+    assert [f.code for f in result.findings] == []
+
+
+def test_a_boolean_override_that_is_no_boolean_is_fixed_on_the_command_line():
+    result = load(VALID_TEXT_JOB, overrides=["train.compile_model=maybe"])
+    (finding,) = result.findings
+    assert (finding.code, finding.hint) == ("KF401", "write --set train.compile_model=False")
+    in_file = load(VALID_TEXT_JOB + '[train]\ncompile_model = "true"\n')
+    assert [(f.code, f.hint) for f in in_file.findings] == [("KF401", "write compile_model = true (a TOML boolean)")]
