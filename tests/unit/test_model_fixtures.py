@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from recorded import CONFIGS as FIXTURES
 
+from kforge_cli.manifest import build_manifest
 from kforge_cli.model import build_meta_model
 
 
@@ -34,12 +35,13 @@ def test_fixture_directory_has_parameter_cases() -> None:
     assert CASES
 
 
+@pytest.mark.parametrize("build", [build_meta_model, build_manifest], ids=["meta", "manifest"])
 @pytest.mark.parametrize("case", CASES)
-def test_parameters_match_reference(case: str) -> None:
+def test_parameters_match_reference(case: str, build) -> None:
     expected = json.loads((FIXTURES / f"{case}.expected.json").read_text())
     resolved = json.loads((FIXTURES / f"{case}.resolved.json").read_text())
 
-    meta = build_meta_model(job_from_resolved(resolved))
+    meta = build(job_from_resolved(resolved))
 
     built = [[p.name, list(p.shape)] for p in meta.parameters]
     assert built == expected["parameters"]  # names, shapes and named_parameters() order
