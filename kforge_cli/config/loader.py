@@ -640,9 +640,8 @@ class _Layer:
                     self.warn(MODULE_PATTERNS_TRAP, f"{key}.{sub}",
                               f"{key}.{sub} is a string; the reference iterates it character by character: "
                               f"{effect}", f"write {sub} = [{json.dumps(item)}]")
-                else:
-                    self.error(WRONG_TYPE, f"{key}.{sub}", f"{key}.{sub} must be an array of patterns, "
-                               f"got {_kind(item)}", f'write {sub} = ["pattern.*"]')
+                # Any other value the reference keeps as it is: list() of a table gives its keys, and a
+                # number fails only when a freeze spec names the alias (the freeze and advice rules say so).
             elif value_type in (int, float) and (not isinstance(item, (int, float)) or isinstance(item, bool)):
                 self.error(WRONG_TYPE, f"{key}.{sub}", f"{key}.{sub} must be a number, got {_kind(item)}",
                            f"write {sub} = <number>")

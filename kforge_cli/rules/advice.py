@@ -13,7 +13,8 @@ from kforge_cli.config.vlm import (
     VLMConfig,
     module_patterns_for,
 )
-from kforge_cli.findings import Finding
+from kforge_cli.findings import Finding, shown
+from kforge_cli.freeze.describe import toml_list
 from kforge_cli.rules.loading import MODULE_PATTERNS_TRAP
 from kforge_cli.rules.rule import INFO, NEEDS_MANIFEST, WARNING, Rule, Subject
 
@@ -186,6 +187,43 @@ def module_patterns_replace_defaults(s: Subject) -> list[Finding]:
         "them becomes a raw pattern",
         "vlm.module_patterns",
         "re-list the defaults you still use, e.g. " + ", ".join(f"{a} = {defaults[a]}" for a in dropped[:2]))]
+
+
+def _named_modules(vlm: VLMConfig) -> set[Any]:
+    """The module keys the freeze specs name (build-time and every stage)."""
+    specs = [*(vlm.freeze or ()), *(spec for stage in (vlm.freeze_schedule or ())
+                                    for spec in (getattr(stage, "specs", None) or ()))]
+    names = set()
+    for spec in specs:
+        module = getattr(spec, "module", None)
+        if isinstance(module, (str, int, float)):
+            names.add(module)
+    return names
+
+
+@MODULE_PATTERNS_TRAP.check(stage=None, reads=("vlm.module_patterns", "vlm.freeze", "vlm.freeze_schedule"))
+def alias_values_not_pattern_lists(s: Subject) -> list[Finding]:
+    """An alias whose value is a table or a scalar: kept by the loader, odd or fatal where a spec uses it."""
+    vlm = s.job.vlm
+    if not isinstance(vlm, VLMConfig) or not isinstance(vlm.module_patterns, dict):
+        return []
+    used = _named_modules(vlm)
+    out = []
+    for alias, value in vlm.module_patterns.items():
+        key = f"vlm.module_patterns.{alias}"
+        if isinstance(value, dict):
+            keys = list(value)
+            out.append(MODULE_PATTERNS_TRAP.finding(
+                f"{key} is a table; the reference keeps it, and freeze_params calls list() on it, so the alias's "
+                f"patterns are the table's keys: {toml_list(keys[:8])}",
+                key, f"write {alias} = {toml_list(keys[:8])} if those are the patterns meant"))
+        elif not isinstance(value, (list, tuple, str)) and alias not in used:
+            # A spec that names it fails at the stage that applies it (the freeze rules report that).
+            out.append(MODULE_PATTERNS_TRAP.finding(
+                f"{key} = {shown(value)} is not a list of patterns; the reference keeps it, and no freeze spec "
+                "names the alias yet, but the first one that does fails with TypeError when list() is called on it",
+                key, f'write {alias} = ["pattern", "pattern.*"]'))
+    return out
 
 
 @NOTE.check(stage=None, reads=("vision_encoder", "vlm"))

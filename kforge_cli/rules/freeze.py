@@ -583,11 +583,13 @@ def _pattern_failure(policy: FreezePolicy, spec: SpecRef, step: int, failure: Pa
         if not patterns and isinstance(value, (list, tuple)):
             # Nothing usable is left to show: quote what was written.
             patterns = [entry if isinstance(entry, str) else shown(entry) for entry in value]
+        if not patterns:  # a scalar: the arch's default patterns for the alias, if it has them
+            patterns = module_patterns_for(policy.arch or "joint_decoder").get(alias) or ["<module>", "<module>.*"]
         intended = toml_list(patterns)
         if failure.entry is None:
             message = (f"vlm.module_patterns.{alias} = {shown(value)} is not a list of patterns: {spec.key} "
-                       f"({spec.label()}) uses it, and {where} calls list() on it, which raises TypeError "
-                       f"({failure.message}).")
+                       f"({spec.label()}) uses it; {where}, and freeze_params calls list() on the value, which "
+                       f"raises TypeError ({failure.message}).")
             key = f"vlm.module_patterns.{alias}"
         else:
             message = (f"vlm.module_patterns.{alias}[{failure.entry}] = {shown(failure.value)} is not a string. "
@@ -595,7 +597,8 @@ def _pattern_failure(policy: FreezePolicy, spec: SpecRef, step: int, failure: Pa
                        "parameter name against the alias's entries in order: fnmatch raises TypeError "
                        f"({failure.message}){on}, which no earlier entry matches.")
             key = f"vlm.module_patterns.{alias}[{failure.entry}]"
-        hint = f"write every entry as a quoted pattern, e.g. {alias} = {intended}"
+        hint = (f"write the alias as a list of patterns, e.g. {alias} = {intended}" if failure.entry is None else
+                f"write every entry as a quoted pattern, e.g. {alias} = {intended}")
     return WRONG_TYPE.finding(message, key, hint, stage=BUILD if step == 0 else LOOP, step=step,
                               module=spec.module if isinstance(spec.module, str) else shown(spec.module))
 

@@ -75,8 +75,9 @@ LOSSY_COERCION = Rule(
 
 MODULE_PATTERNS_TRAP = Rule(
     "KF406", "module-patterns-trap", WARNING,
-    "vlm.module_patterns replaces the default aliases, or an alias value is a string rather than a list of "
-    "patterns.", '[vlm.module_patterns] layer0 = ["transformer.layers.0.*"]',
+    "vlm.module_patterns replaces the default aliases, or an alias value is not a list of patterns (a string "
+    "is iterated by character, a table by key, and a number fails once a freeze spec names it).",
+    '[vlm.module_patterns] layer0 = ["transformer.layers.0.*"]',
     emitted_by="the loader and the advice checks")
 
 __all__ = [
