@@ -208,7 +208,7 @@ def alias_values_not_pattern_lists(s: Subject) -> list[Finding]:
     if not isinstance(vlm, VLMConfig) or not isinstance(vlm.module_patterns, dict):
         return []
     used = _named_modules(vlm)
-    out = []
+    out: list[Finding] = []
     for alias, value in vlm.module_patterns.items():
         key = f"vlm.module_patterns.{alias}"
         if isinstance(value, dict):
