@@ -30,6 +30,7 @@ from kforge_cli.config.vlm import (
     MoMaConfig,
     MoTConfig,
     VLMConfig,
+    built_arch,
     module_patterns_for,
 )
 from kforge_cli.findings import Finding
@@ -416,7 +417,7 @@ def _arch_view(job: JobConfig) -> ArchView | None:
         gumbel = bool(vlm.moma_gumbel_noise)
     aliases = {name: list(patterns) if isinstance(patterns, (list, tuple)) else [patterns]
                for name, patterns in vlm.module_patterns.items()}
-    dropped = [a for a in module_patterns_for(vlm.arch) if a not in aliases]
+    dropped = [a for a in module_patterns_for(built_arch(vlm) or vlm.arch) if a not in aliases]
     return ArchView(
         arch=vlm.arch,
         description=_arch_description(vlm),

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any
 
+from kforge_cli.config.vlm import built_arch
 from kforge_cli.records import record
 
 AC_MODES = ("none", "full", "selective")
@@ -64,7 +65,8 @@ def block_kinds(job: Any) -> BlockKinds:
     model = getattr(job, "model", None)
     n_layers = int(getattr(model, "n_layers", 0) or 0)
     vlm = getattr(job, "vlm", None)
-    arch = getattr(vlm, "arch", None) if vlm is not None else None
+    # The blocks built follow the config's class, which an --set vlm.arch override keeps.
+    arch = built_arch(vlm) if vlm is not None else None
     if arch == "mot":
         return BlockKinds(mot_blocks=n_layers)
     if arch == "moma":

@@ -74,6 +74,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kforge_cli.config.vlm import built_arch
 from kforge_cli.fit import activations as act
 from kforge_cli.fit.coverage import ac_mode, block_kinds
 from kforge_cli.fit.layout import Layout, stage_layer_ranges
@@ -185,7 +186,7 @@ def read_facts(job: Any) -> Facts:
                            swiglu=_get(model, "activation", "silu") == "silu",
                            qk_norm=bool(_get(model, "qk_norm", False)))
     vlm = getattr(job, "vlm", None)
-    arch = _get(vlm, "arch", None) if vlm is not None else None
+    arch = built_arch(vlm) if vlm is not None else None  # the model built: the config's class
     seq_len = int(train.seq_len)
     image_tokens = 0
     masked = bool(_get(getattr(job, "data", None), "pack_sequences", False)) and vlm is None

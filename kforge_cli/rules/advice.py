@@ -9,8 +9,10 @@ from kforge_cli.config.job import JobConfig
 from kforge_cli.config.vision import HF_VISION_ENCODER_TYPES, VisionEncoderConfig
 from kforge_cli.config.vlm import (
     CrossAttentionConfig,
+    MoMaConfig,
     MoTConfig,
     VLMConfig,
+    built_arch,
     module_patterns_for,
 )
 from kforge_cli.findings import Finding, shown
@@ -177,7 +179,8 @@ def module_patterns_replace_defaults(s: Subject) -> list[Finding]:
         return []
     if not isinstance(vlm.module_patterns, dict):
         return []
-    defaults = module_patterns_for(vlm.arch)
+    # The defaults a written table replaces are the config class's (an arch override keeps the class).
+    defaults = module_patterns_for(built_arch(vlm) or vlm.arch)
     dropped = sorted(set(defaults) - set(vlm.module_patterns))
     if not dropped:
         return []
@@ -301,7 +304,7 @@ def moma_extra_modalities(s: Subject) -> list[Finding]:
     """MoMa expert groups for modalities no token is ever routed to."""
     vlm = s.job.vlm
     modalities = getattr(vlm, "moma_modalities", None)
-    if not (isinstance(vlm, VLMConfig) and vlm.arch == "moma" and isinstance(modalities, (tuple, list))):
+    if not (isinstance(vlm, MoMaConfig) and isinstance(modalities, (tuple, list))):
         return []
     extra = [m for m in modalities if m not in ("image", "text")]
     if not extra:

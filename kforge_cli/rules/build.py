@@ -20,7 +20,7 @@ from kforge_cli.config.vision import (
     VideoConfig,
     VisionEncoderConfig,
 )
-from kforge_cli.config.vlm import CrossAttentionConfig, MoTConfig, VLMConfig
+from kforge_cli.config.vlm import CrossAttentionConfig, MoMaConfig, MoTConfig, VLMConfig
 from kforge_cli.findings import Finding
 from kforge_cli.rules.job import PIPELINE_UNSUPPORTED, SEQUENCE_BUDGET
 from kforge_cli.rules.loading import INVALID_VALUE, MISSING_REQUIRED
@@ -59,7 +59,8 @@ def _has_moe_layer(model: Any) -> bool:
 
 
 def _is_moma(job: JobConfig) -> bool:
-    return isinstance(job.vlm, VLMConfig) and job.vlm.arch == "moma"
+    # The transformer picks MoMa blocks by the config's class (an --set vlm.arch override keeps it).
+    return isinstance(job.vlm, MoMaConfig)
 
 
 @INVALID_VALUE.check(stage=BUILD, reads=("model.model_type", "distributed.pp", "vlm"))
