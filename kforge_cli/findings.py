@@ -9,6 +9,7 @@ import the layers above it. Findings are made through their rule
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import field, replace
 from typing import Any
 
@@ -197,3 +198,16 @@ def _first_items(value: Any, room: int) -> list[Any]:
         if len(items) >= wanted:
             break
     return items
+
+
+# No name a suggestion could point to is longer; difflib's cost grows with the word's length.
+MAX_SUGGESTED_FROM = 200
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """``difflib.get_close_matches``, or nothing for a word too long to be a typo of any candidate."""
+    if len(word) > MAX_SUGGESTED_FROM:
+        return []
+    import difflib
+
+    return difflib.get_close_matches(word, list(candidates), n=n, cutoff=cutoff)

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kforge_cli.cli.output import MAX_STAGES_SHOWN, display, display_path, emit
+from kforge_cli.cli.output import (
+    MAX_CELL_CHARS,
+    MAX_ENTRIES_SHOWN,
+    MAX_ROWS_SHOWN,
+    MAX_STAGES_SHOWN,
+    clip,
+    display,
+    display_path,
+    emit,
+    more_text,
+)
 from kforge_cli.findings import shown
 
 if TYPE_CHECKING:
@@ -160,7 +170,7 @@ def _setting_text(section: str, row: Any, show_all: bool) -> str:
     """The row as TOML would write it, "name = value"."""
     from kforge_cli.explain import format_value
 
-    text = display(f"{row.name} = {format_value(row.value)}")
+    text = clip(f"{row.name} = {format_value(row.value)}", 2 * MAX_CELL_CHARS)
     if not show_all and section == "vlm" and row.name in _FREEZE_FIELDS and len(text) > _SETTING_WIDTH:
         # The Architecture block lists them spec by spec.
         return f"{row.name} = ({_plural(len(row.value), _FREEZE_FIELDS[row.name])}, below)"
@@ -214,9 +224,12 @@ def _config_footer(e: Explanation, show_all: bool) -> list[Text]:
 def _patterns_text(patterns: list[str]) -> str:
     # The default aliases pair a module with everything under it: say so in words.
     if len(patterns) == 2 and isinstance(patterns[0], str) and patterns[1] == patterns[0] + ".*":
-        return display(f"{patterns[0]} and everything below it")
+        return clip(f"{patterns[0]} and everything below it")
     # An entry the file wrote as a number is kept as is by the reference (the freeze rules say where it fails).
-    return display(", ".join(p if isinstance(p, str) else shown(p) for p in patterns))
+    entries = [p if isinstance(p, str) else shown(p) for p in patterns[:MAX_ENTRIES_SHOWN]]
+    if len(patterns) > MAX_ENTRIES_SHOWN:
+        entries.append(more_text(len(patterns) - MAX_ENTRIES_SHOWN, "patterns"))
+    return clip(", ".join(entries), 2 * MAX_CELL_CHARS)
 
 
 def _arch_table(arch: ArchView) -> Table:
@@ -259,19 +272,24 @@ def _arch_table(arch: ArchView) -> Table:
                  for m, n in arch.moma_experts.items()]
         table.add_row("experts", Text(display("; ".join(parts))))
         table.add_row("", Text(f"gumbel noise {'on' if arch.moma_gumbel_noise else 'off'} in training"))
-    width = max((len(a) for a in arch.module_aliases), default=0)
-    for i, (alias, patterns) in enumerate(arch.module_aliases.items()):
+    aliases = list(arch.module_aliases.items())
+    width = min(max((len(a) for a, _ in aliases[:MAX_ROWS_SHOWN]), default=0), MAX_CELL_CHARS)
+    for i, (alias, patterns) in enumerate(aliases[:MAX_ROWS_SHOWN]):
         table.add_row("freeze aliases" if i == 0 else "",
-                      Text.assemble((display(alias).ljust(width), "magenta"), "  ", _patterns_text(patterns)))
+                      Text.assemble((clip(alias).ljust(width), "magenta"), "  ", _patterns_text(patterns)))
+    if len(aliases) > MAX_ROWS_SHOWN:
+        table.add_row("", Text(more_text(len(aliases) - MAX_ROWS_SHOWN, "aliases"), style="yellow"))
     if arch.dropped_aliases:
         table.add_row("", Text(f"vlm.module_patterns leaves out {', '.join(arch.dropped_aliases)}: freeze specs "
                                "naming them become raw patterns", style="yellow"))
     stages = [("at build", arch.freeze)] + [(f"step {s['start_step']}", s["specs"])
                                             for s in arch.freeze_schedule[:MAX_STAGES_SHOWN]]
     for i, (when, specs) in enumerate(stages):
-        words = ", ".join(f"{s['module']} {'frozen' if s['frozen'] else 'trainable'}"
-                          if isinstance(s, dict) else format_value(s) for s in specs) or "nothing"
-        table.add_row("freeze" if i == 0 else "", Text.assemble((f"{when}: ", "bold"), display(words)))
+        parts = [f"{clip(s['module'])} {'frozen' if s['frozen'] else 'trainable'}"
+                 if isinstance(s, dict) else clip(format_value(s)) for s in specs[:MAX_ENTRIES_SHOWN]]
+        if len(specs) > MAX_ENTRIES_SHOWN:
+            parts.append(more_text(len(specs) - MAX_ENTRIES_SHOWN, "specs"))
+        table.add_row("freeze" if i == 0 else "", Text.assemble((f"{when}: ", "bold"), ", ".join(parts) or "nothing"))
     hidden = len(arch.freeze_schedule) - MAX_STAGES_SHOWN
     if hidden > 0:
         table.add_row("", Text(f"\u2026 and {hidden:,} more stages (kforge freeze-plan --step N shows any step)",
@@ -546,5 +564,6 @@ def _render_values(console: Console, values: list[dict[str, Any]]) -> None:
                                                               style="red"), "")
             continue
         source = _SOURCE_LABEL.get(v["source"], "") if v["source"] else ""
-        table.add_row(Text(display_path(v["path"])), Text(display(format_value(v["value"]))), Text(source))
+        table.add_row(Text(display_path(v["path"])), Text(clip(format_value(v["value"]), 2 * MAX_CELL_CHARS)),
+                      Text(source))
     console.print(Padding(table, (0, 0, 0, 2)))

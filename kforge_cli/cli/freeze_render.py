@@ -20,11 +20,15 @@ from rich.table import Table
 from rich.text import Text
 
 from kforge_cli.cli.output import (
+    MAX_ENTRIES_SHOWN,
+    MAX_ROWS_SHOWN,
     MAX_STAGES_SHOWN,
     NaturalWidth,
+    clip,
     display,
     display_path,
     emit,
+    more_text,
 )
 from kforge_cli.cli.reporters import json_path
 from kforge_cli.findings import Finding
@@ -153,9 +157,11 @@ def _stage_changes(plan: FreezePlan, index: int) -> Text:
     """What a stage does and what to know about it: a body cell, so every stage's list starts on one line."""
     stage = plan.stages[index]
     lines: list[tuple[str, str]] = []
-    for spec in stage.specs:
+    for spec in stage.specs[:MAX_ENTRIES_SHOWN]:
         verb = "freeze" if spec.frozen else "unfreeze"
-        lines.append((f"{verb} {display(spec.module)}", "dim"))
+        lines.append((f"{verb} {clip(spec.module)}", "dim"))
+    if len(stage.specs) > MAX_ENTRIES_SHOWN:
+        lines.append((more_text(len(stage.specs) - MAX_ENTRIES_SHOWN, "changes"), "dim"))
     if not stage.reached and stage.start_step > 0:
         lines.append(("never reached", "red"))
     if stage.fresh_run_frozen is not None and stage.fresh_run_frozen != stage.frozen:
@@ -248,10 +254,12 @@ def _add_row_groups(table: Table, plan: FreezePlan,
             table.add_section()
         first = False
         table.add_row(Text(title, style="dim italic"))
-        for i, row in rows:
-            table.add_row(Text(f" {display(row.label)}"),
+        for i, row in rows[:MAX_ROWS_SHOWN]:
+            table.add_row(Text(f" {clip(row.label)}"),
                           *[Text("not reached", style="dim") if c is None else _cell_text(c)
                             for c in cells_of(i, row)])
+        if len(rows) > MAX_ROWS_SHOWN:
+            table.add_row(Text(f" {more_text(len(rows) - MAX_ROWS_SHOWN, title)}", style="yellow"))
 
 
 def params_table(plan: FreezePlan, step: int | None = None) -> Table:

@@ -45,6 +45,25 @@ def display_path(path: str) -> str:
 
 # Tables show this many freeze stages; a schedule of thousands is summarised, not tabulated.
 MAX_STAGES_SHOWN = 8
+# Rows of one group (aliases, modules) and entries of one cell (a stage's changes) a table shows.
+MAX_ROWS_SHOWN = 40
+MAX_ENTRIES_SHOWN = 12
+# Characters of one name or value a table cell shows: enough to recognise it, never megabytes.
+MAX_CELL_CHARS = 200
+
+
+def clip(text: Any, limit: int = MAX_CELL_CHARS) -> str:
+    """``display(text)``, cut to ``limit`` characters with a count of what was left out."""
+    raw = str(text)
+    # Escapes at most quadruple a character, so this much of the raw text fills the limit.
+    shown = display(raw[:limit * 4 + 1] if len(raw) > limit * 4 else raw)
+    if len(shown) <= limit and len(raw) <= limit * 4:
+        return shown
+    return f"{shown[:limit]}… ({len(raw):,} characters)"
+
+
+def more_text(hidden: int, noun: str) -> str:
+    return f"… and {hidden:,} more {noun}"
 
 
 def _width() -> int | None:

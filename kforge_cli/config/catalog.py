@@ -8,7 +8,6 @@ the shell completions share. Keys are canonical: ``model.dim``,
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -21,6 +20,7 @@ from kforge_cli.config.job import JobConfig
 from kforge_cli.config.registry import registry
 from kforge_cli.config.resolved import to_plain
 from kforge_cli.config.vlm import FreezeSpec, FreezeStage
+from kforge_cli.findings import close_matches
 from kforge_cli.records import record
 
 
@@ -133,11 +133,11 @@ def suggest_keys(key: str, candidates: list[str]) -> list[str]:
     same_name = [c for c in candidates if c.replace("[]", "").rsplit(".", 1)[-1] == tail]
     if same_name:
         return same_name[:4]
-    close = difflib.get_close_matches(wanted, candidates, n=3, cutoff=0.6)
+    close = close_matches(wanted, candidates, n=3, cutoff=0.6)
     if close:
         return close
     tails = {c.rsplit(".", 1)[-1]: c for c in candidates}
-    return [tails[t] for t in difflib.get_close_matches(tail, list(tails), n=3, cutoff=0.7)]
+    return [tails[t] for t in close_matches(tail, list(tails), n=3, cutoff=0.7)]
 
 
 def format_value(value: Any) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass
 from typing import Any, Union
 
-from kforge_cli.findings import Finding, shown
+from kforge_cli.findings import Finding, close_matches, shown
 from kforge_cli.records import record
 from kforge_cli.rules.loading import INVALID_VALUE
 from kforge_cli.rules.rule import LOAD, Rule
@@ -337,9 +337,8 @@ def close_match(name: Any, candidates: list[str]) -> str | None:
     """The candidate a typo most likely meant, if any is close enough."""
     if not isinstance(name, str):
         return None
-    import difflib
 
-    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
+    found = close_matches(name, candidates, n=1, cutoff=0.7)
     return found[0] if found else None
 
 

@@ -6,12 +6,12 @@ build their messages with them.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
+from kforge_cli.findings import close_matches
 from kforge_cli.freeze.matching import alias_patterns, indices, popcount
 from kforge_cli.freeze.simulate import CONSTRUCTION, FreezePolicy, SpecRef, StageRef
 from kforge_cli.freeze.units import human_count, listed, plural
@@ -143,5 +143,5 @@ def suggest_module(module: str, ctx: Context, policy: FreezePolicy) -> str:
         parts = name.split(".")
         candidates.update(".".join(parts[:k]) for k in range(1, min(len(parts), 4)))
     candidates.discard(module)
-    close = difflib.get_close_matches(module.rstrip(".*"), sorted(candidates), n=1, cutoff=0.75)
+    close = close_matches(module.rstrip(".*"), sorted(candidates), n=1, cutoff=0.75)
     return f"did you mean {close[0]!r}? " if close else ""

@@ -131,6 +131,7 @@ class Matcher:
         self.unknown_prefixes = tuple(unknown_prefixes)
         self._pattern_masks: dict[str, int] = {}
         self._selections: dict[str, Selection] = {}
+        self._index: dict[str, int] | None = None  # name -> first position, built on first literal pattern
 
     def is_alias(self, module: str) -> bool:
         return module in self.module_patterns
@@ -144,13 +145,27 @@ class Matcher:
     def pattern_mask(self, pattern: str) -> int:
         cached = self._pattern_masks.get(pattern)
         if cached is None:
-            match = compile_pattern(pattern).match
-            # Build the mask as a binary literal: far cheaper than OR-ing
-            # 1 << i for every hit on large models.
-            bits = "".join("1" if match(name) else "0" for name in reversed(self.names))
-            cached = int(bits, 2) if bits else 0
-            self._pattern_masks[pattern] = cached
+            cached = self._pattern_masks[pattern] = self._mask_of(pattern)
         return cached
+
+    def _mask_of(self, pattern: str) -> int:
+        head, has_wildcard = _literal_head(pattern)
+        if not has_wildcard:
+            # fnmatch of a pattern without wildcards is equality: no regex to build (a
+            # megabyte-long module string would cost a gigabyte to compile).
+            if self._index is None:
+                self._index = {}
+                for i, name in enumerate(self.names):
+                    self._index.setdefault(name, i)
+            at = self._index.get(pattern)
+            return 0 if at is None else 1 << at
+        # The mask is built as a binary literal: far cheaper than OR-ing 1 << i for every hit.
+        if pattern == head + "*":  # "transformer.*", the usual shape: a prefix test, no regex
+            bits = "".join("1" if name.startswith(head) else "0" for name in reversed(self.names))
+        else:
+            match = compile_pattern(pattern).match
+            bits = "".join("1" if match(name) else "0" for name in reversed(self.names))
+        return int(bits, 2) if bits else 0
 
     def select(self, module: str) -> Selection:
         cached = self._selections.get(module)

@@ -210,8 +210,13 @@ class Trace:
         selection = self.matcher.select(spec.module)
         mask = self.state.mask | selection.mask if spec.frozen else self.state.mask & ~selection.mask
         if selection.mask:
-            for writer in list(self.writers):
-                remaining = self.writers[writer] & ~selection.mask
+            keep = ~selection.mask
+            # Only the writers this spec overwrites change: no key is hashed for the others
+            # (a schedule of thousands of specs would otherwise hash every writer each time).
+            for writer, owned in list(self.writers.items()):
+                remaining = owned & keep
+                if remaining == owned:
+                    continue
                 if remaining:
                     self.writers[writer] = remaining
                 else:

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import field
 from typing import Any
 
-from kforge_cli.findings import shown
+from kforge_cli.findings import close_matches, shown
 from kforge_cli.records import record
 
 PYPROJECT = "pyproject.toml"
@@ -140,9 +140,8 @@ def settings_from_table(table: Any, origin: str) -> Settings:
                             'write it as a [tool.kforge] section, e.g. ignore = ["KF4"]')
     for key in table:
         if key not in SETTING_KEYS:
-            import difflib
 
-            close = difflib.get_close_matches(str(key).replace("_", "-"), SETTING_KEYS, n=1)
+            close = close_matches(str(key).replace("_", "-"), SETTING_KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(SETTING_KEYS)}"
             raise SettingsError(f"{where} has an unknown key {shown(key)}", hint)
     selectors = {}

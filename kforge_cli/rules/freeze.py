@@ -8,14 +8,14 @@ parameters affected; every hint states a fix that works in the reference trainer
 
 from __future__ import annotations
 
-import difflib
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
 from kforge_cli.config.vlm import VLMConfig, module_patterns_for
-from kforge_cli.findings import Finding, shown
+from kforge_cli.findings import Finding, close_matches, shown
 from kforge_cli.freeze.describe import (
     Context,
     alias_name_for,
@@ -177,20 +177,22 @@ def unknown_alias_findings(policy: FreezePolicy, max_steps: int | None, dyn_ckpt
             lifecycle = LOOP
         resume = " A resumed run fails at startup instead." if spec.is_base else ""
         message = (
-            f"{spec.key}.module = {spec.module!r} ({stage_label(spec.start_step, ctx)}) is not an "
-            f"alias of vlm.module_patterns (aliases: {', '.join(sorted(aliases)) or 'none'}). "
+            f"{spec.key}.module = {shown(spec.module)} ({stage_label(spec.start_step, ctx)}) is not an "
+            f"alias of vlm.module_patterns (aliases: {listed(sorted(aliases), ', ', 8) or 'none'}). "
             f"{applied[0].upper() + applied[1:]}, but effective_freeze(step, ..., valid_modules) "
             f"raises ValueError {when}.{resume}")
         alias = alias_name_for(spec.module if isinstance(spec.module, str) else "custom", aliases)
         relist = ", ".join(f"{name} = {toml_list(alias_patterns(p))}"
-                           for name, p in policy.module_patterns.items())
+                           for name, p in itertools.islice(policy.module_patterns.items(), 8))
+        if len(policy.module_patterns) > 8:
+            relist += f", and the other {len(policy.module_patterns) - 8:,} aliases"
         hint = (
             f"define an alias and refer to it: under [vlm.module_patterns] add "
             f"{alias} = {toml_list([spec.module])} and set module = {json.dumps(alias)}. "
             "Setting [vlm.module_patterns] REPLACES the default aliases, so re-list the ones "
             f"you still use" + (f": {relist}" if relist else ""))
         typo = None if not isinstance(spec.module, str) or any(ch in spec.module for ch in "*?[") else (
-            difflib.get_close_matches(spec.module, aliases, n=1, cutoff=0.6))
+            close_matches(spec.module, aliases, n=1, cutoff=0.6))
         if typo:
             hint = f"did you mean the alias {typo[0]!r}? Set module = {json.dumps(typo[0])}. Otherwise, " + hint
         data: dict[str, Any] = {"module": spec.module, "start_step": spec.start_step, "step": step}

@@ -26,6 +26,7 @@ COMMANDS = ("validate", "explain", "freeze-plan", "fit")
 ADDRESS_SPACE = 2 << 30
 SECONDS = 120
 MAX_OUTPUT = 1 << 20
+MAX_LINE = 10_000
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the memory cap uses Linux RLIMIT_AS")
 
@@ -63,7 +64,23 @@ def many_layers(text: str) -> str:
     return _set(text, "model", "n_layers", "19999")
 
 
-CASES: list[Callable[[str], str]] = [dotted_key, unknown_keys, freeze_stages, many_experts, many_layers]
+def long_module_string(text: str) -> str:
+    return _after_header(text, "vlm", ['freeze = [{module = "' + "x" * 5_000_000 + '", frozen = true}]'])
+
+
+def many_aliases(text: str) -> str:
+    return text + "\n[vlm.module_patterns]\n" + "".join(f'a{i} = ["transformer.layers.{i}.*"]\n'
+                                                       for i in range(20_000))
+
+
+def many_specs(text: str) -> str:
+    specs = ", ".join(f'{{module = "transformer.layers.{i % 40}.*", frozen = {str(i % 2 == 0).lower()}}}'
+                      for i in range(20_000))
+    return _after_header(text, "vlm", [f"freeze = [{specs}]"])
+
+
+CASES: list[Callable[[str], str]] = [dotted_key, unknown_keys, freeze_stages, many_experts, many_layers,
+                                     long_module_string, many_aliases, many_specs]
 
 
 def _cap_memory() -> None:
@@ -102,6 +119,7 @@ def test_hostile_config_gets_an_answer(answers, case, command):
     assert run.returncode in (0, 1), run.stderr[-2000:]
     assert "Traceback" not in run.stderr and "internal error" not in run.stderr
     assert len(run.stdout) + len(run.stderr) < MAX_OUTPUT
+    assert max(map(len, (run.stdout + run.stderr).splitlines()), default=0) < MAX_LINE  # no value printed whole
     assert f"{case}.toml" in run.stdout + run.stderr  # the verdict names the file
 
 
@@ -113,3 +131,6 @@ def test_the_hostile_cases_are_what_they_claim():
     assert freeze_stages(base).count("start_step") == 10_000
     assert "num_experts = 20000" in many_experts(base)
     assert "\nn_layers = 19999\n" in many_layers(base) and "\nn_layers = 32\n" not in many_layers(base)
+    assert "x" * 5_000_000 in long_module_string(base)
+    assert many_aliases(base).count('"transformer.layers.') == 20_000
+    assert many_specs(base).count("{module = ") == 20_000

@@ -54,10 +54,10 @@ def _matching(query: str, catalog: Sequence[Rule]) -> list[Rule]:
 
 
 def _suggestion(query: str, catalog: Sequence[Rule]) -> str:
-    import difflib
+    from kforge_cli.findings import close_matches
 
     candidates = [rule.code for rule in catalog] + [rule.name for rule in catalog]
-    close = difflib.get_close_matches(query, candidates, n=1)
+    close = close_matches(query, candidates, n=1)
     return f"did you mean {close[0]!r}?" if close else "run `kforge rules` to list every code"
 
 
