@@ -517,8 +517,11 @@ class _Layer:
                 result = int(value)
             except ValueError:
                 self.error(WRONG_TYPE, key, f"{key} = {shown(value)} is not an integer (the reference's int() fails)",
+                           f"write --set {key}=<integer>" if self.origin == OVERRIDE else
                            f"write {name} as an integer without quotes")
                 return self.reject(key)
+            if self.origin == OVERRIDE:
+                return result  # the command line has only strings: converting one is no loss
             self.warn(LOSSY_COERCION, key,
                       f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
                       f"write {name} = {shown(result)} (no quotes)")
@@ -551,8 +554,12 @@ class _Layer:
                 result = float(value)
             except ValueError:
                 self.error(WRONG_TYPE, key, f"{key} = {shown(value)} is not a number (the reference's float() fails)",
+                           f"write --set {key}=<number>" if self.origin == OVERRIDE else
                            f"write {name} as a number without quotes")
                 return self.reject(key)
+            if self.origin == OVERRIDE:
+                # --set lr=inf reaches here as a string (not a Python literal): judge the number.
+                return self._coerce_float(result, key)
             self.warn(LOSSY_COERCION, key,
                       f"{key} = {shown(value)} is a string; the reference converts it to {shown(result)}",
                       f"write {name} = {shown(result)} (no quotes)")

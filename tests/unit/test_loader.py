@@ -348,3 +348,11 @@ def test_a_boolean_override_that_is_no_boolean_is_fixed_on_the_command_line():
     assert (finding.code, finding.hint) == ("KF401", "write --set train.compile_model=False")
     in_file = load(VALID_TEXT_JOB + '[train]\ncompile_model = "true"\n')
     assert [(f.code, f.hint) for f in in_file.findings] == [("KF401", "write compile_model = true (a TOML boolean)")]
+
+
+def test_a_number_spelled_on_the_command_line_is_judged_as_the_number():
+    inf = load(VALID_TEXT_JOB, overrides=["model.norm_eps=inf"])
+    assert [(f.code, f.message) for f in inf.findings] == [
+        ("KF102", "model.norm_eps = inf is not a finite number; the reference accepts it")]
+    bad = load(VALID_TEXT_JOB, overrides=["model.n_layers=abc"])
+    assert [(f.code, f.hint) for f in bad.findings] == [("KF102", "write --set model.n_layers=<integer>")]
