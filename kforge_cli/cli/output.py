@@ -176,6 +176,20 @@ def write_stdout(text: str) -> None:
         stdout_closed()
 
 
+def write_file(path: str, text: str) -> None:
+    """Write an output file the user asked for (--output, --svg); a failure is one line and exit 1."""
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        import typer
+
+        from kforge_cli.cli.exitcodes import ExitCode
+
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+        raise typer.Exit(ExitCode.FINDINGS) from None
+
+
 def stdout_closed() -> None:
     """The reader went away: send the rest of the output nowhere, so the verdict still decides the exit code."""
     try:

@@ -14,7 +14,7 @@ from kforge_cli.cli.options import (
     stdin_filename_option,
     world_size_option,
 )
-from kforge_cli.cli.output import write_stdout
+from kforge_cli.cli.output import write_file, write_stdout
 
 FORMATS = ("text", "json", "svg")
 
@@ -75,7 +75,7 @@ def freeze_plan(
         print_reports(stdout_console(), plans, params=params, step=step)
     if text is not None:
         if output:
-            _write(output, text)
+            write_file(output, text)
         else:
             write_stdout(text)
     raise typer.Exit(exit_status(reports))
@@ -85,18 +85,6 @@ def torch_available() -> bool:
     from importlib.util import find_spec
 
     return find_spec("torch") is not None
-
-
-def _write(path: str, text: str) -> None:
-    from kforge_cli.cli.exitcodes import ExitCode
-    from kforge_cli.cli.output import fail
-
-    try:
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
-        raise typer.Exit(ExitCode.FINDINGS) from None
 
 
 def register(app: typer.Typer) -> None:

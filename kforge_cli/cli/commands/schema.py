@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from kforge_cli.cli.output import write_stdout
+from kforge_cli.cli.output import write_file, write_stdout
 
 HELP = ("Print the JSON Schema (draft 2020-12) of a job config: every section and field with its type, "
         "allowed values, range, default and description.\n\n"
@@ -32,16 +32,8 @@ def schema(
     text = json.dumps(job_schema(strict=strict), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if output is None:
         write_stdout(text)
-        return
-    try:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as exc:
-        from kforge_cli.cli.exitcodes import ExitCode
-        from kforge_cli.cli.output import fail
-
-        fail(f"cannot write {output}: {exc.strerror or exc}")
-        raise typer.Exit(ExitCode.FINDINGS) from None
+    else:
+        write_file(output, text)
 
 
 def register(app: typer.Typer) -> None:
