@@ -17,6 +17,7 @@ from kforge_cli.config.vlm import (
 )
 from kforge_cli.findings import Finding, shown
 from kforge_cli.freeze.describe import toml_list
+from kforge_cli.freeze.simulate import FreezePolicy
 from kforge_cli.rules.loading import MODULE_PATTERNS_TRAP
 from kforge_cli.rules.rule import INFO, NEEDS_MANIFEST, WARNING, Rule, Subject
 
@@ -192,25 +193,13 @@ def module_patterns_replace_defaults(s: Subject) -> list[Finding]:
         "re-list the defaults you still use, e.g. " + ", ".join(f"{a} = {defaults[a]}" for a in dropped[:2]))]
 
 
-def _named_modules(vlm: VLMConfig) -> set[Any]:
-    """The module keys the freeze specs name (build-time and every stage)."""
-    specs = [*(vlm.freeze or ()), *(spec for stage in (vlm.freeze_schedule or ())
-                                    for spec in (getattr(stage, "specs", None) or ()))]
-    names = set()
-    for spec in specs:
-        module = getattr(spec, "module", None)
-        if isinstance(module, (str, int, float)):
-            names.add(module)
-    return names
-
-
 @MODULE_PATTERNS_TRAP.check(stage=None, reads=("vlm.module_patterns", "vlm.freeze", "vlm.freeze_schedule"))
 def alias_values_not_pattern_lists(s: Subject) -> list[Finding]:
     """An alias whose value is a table or a scalar: kept by the loader, odd or fatal where a spec uses it."""
     vlm = s.job.vlm
     if not isinstance(vlm, VLMConfig) or not isinstance(vlm.module_patterns, dict):
         return []
-    used = _named_modules(vlm)
+    used = {spec.module for spec in FreezePolicy.from_vlm(vlm).all_specs()}
     out: list[Finding] = []
     for alias, value in vlm.module_patterns.items():
         key = f"vlm.module_patterns.{alias}"
